@@ -1,0 +1,208 @@
+"""Load settings once: a TOML file, then `RECONCILER_<SECTION>_<KEY>` environment overrides.
+
+Where the file is: `--config PATH`, else `$RECONCILER_CONFIG`, else `reconciler.toml` in the
+working directory. The dialer password never comes from the command line or the file itself:
+it is read from an environment variable (`password_env`, default `RECONCILER_DIALER_PASSWORD`)
+or a file (`password_file`). Every problem is one ConfigError naming the key.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import MISSING, fields
+from pathlib import Path
+from typing import Any
+
+from reconciler.errors import ConfigError
+from reconciler.settings import (
+    CrmSettings,
+    DialerSettings,
+    GuardSettings,
+    Settings,
+    StateSettings,
+)
+
+DEFAULT_FILE = Path("reconciler.toml")
+ENV_PREFIX = "RECONCILER_"
+DEFAULT_PASSWORD_ENV = "RECONCILER_DIALER_PASSWORD"  # noqa: S105 - a variable name
+
+# Keys a section may hold beyond its dataclass fields.
+_EXTRA_KEYS = {"dialer": {"password_env", "password_file"}, "reconciler": {"spec"}}
+_SECTIONS: dict[str, type[Any]] = {
+    "dialer": DialerSettings,
+    "crm": CrmSettings,
+    "state": StateSettings,
+    "guards": GuardSettings,
+}
+
+
+def config_path(explicit: str | Path | None, environ: Mapping[str, str]) -> Path:
+    if explicit:
+        return Path(explicit)
+    if environ.get("RECONCILER_CONFIG"):
+        return Path(environ["RECONCILER_CONFIG"])
+    return DEFAULT_FILE
+
+
+def load_settings(
+    explicit: str | Path | None = None, environ: Mapping[str, str] | None = None
+) -> Settings:
+    environ = os.environ if environ is None else environ
+    path = config_path(explicit, environ)
+    raw = _read_toml(path, required=explicit is not None or "RECONCILER_CONFIG" in environ)
+    for name in raw:
+        if name not in _SECTIONS and name != "reconciler":
+            raise ConfigError(f"{path}: unknown section [{name}]")
+    merged = {name: dict(_table(raw, name, path)) for name in (*_SECTIONS, "reconciler")}
+    _apply_env_overrides(merged, environ)
+
+    dialer_raw = merged["dialer"]
+    password = _dialer_password(dialer_raw, environ, path)
+    if "method" in dialer_raw:
+        dialer_raw["method"] = str(dialer_raw["method"]).upper()
+    dialer = _build("dialer", DialerSettings, {**dialer_raw, "password": password}, path)
+    if dialer.method not in ("GET", "POST"):
+        raise ConfigError(f"dialer.method must be GET or POST, not {dialer.method!r}")
+    guards = _build("guards", GuardSettings, merged["guards"], path)
+    _check_ranges({"dialer": dialer, "guards": guards})
+
+    for key in merged["reconciler"]:
+        if key not in _EXTRA_KEYS["reconciler"]:
+            raise ConfigError(f"{path}: unknown key reconciler.{key}")
+    spec = merged["reconciler"].get("spec", "specs/example.toml")
+    if not isinstance(spec, str):
+        raise ConfigError(f"reconciler.spec must be a string, not {spec!r}")
+    base = path.parent if path.exists() else Path()
+    return Settings(
+        dialer=dialer,
+        crm=_build("crm", CrmSettings, merged["crm"], path),
+        state=_build("state", StateSettings, merged["state"], path),
+        guards=guards,
+        spec_path=base / spec,
+        source_file=path if path.exists() else None,
+    )
+
+
+# section.key -> (lowest allowed, whether the lowest itself is allowed, highest allowed)
+_RANGES: dict[str, tuple[float, bool, float | None]] = {
+    "dialer.connect_timeout": (0, False, None),
+    "dialer.read_timeout": (0, False, None),
+    "dialer.max_retries": (0, True, None),
+    "dialer.backoff_base": (0, True, None),
+    "dialer.backoff_max": (0, True, None),
+    "dialer.leads_per_batch": (1, True, None),
+    "dialer.max_request_bytes": (1, True, None),
+    "guards.max_deactivations": (0, True, None),
+    "guards.max_changed_share": (0, True, 1),
+    "guards.min_users_for_share": (0, True, None),
+}
+
+
+def _check_ranges(built: Mapping[str, Any]) -> None:
+    for name, (low, low_ok, high) in _RANGES.items():
+        section, key = name.split(".")
+        value = getattr(built[section], key)
+        ok = value >= low if low_ok else value > low      # written so that NaN is refused
+        if not ok or (high is not None and not value <= high):
+            rule = (f"between {low} and {high}" if high is not None
+                    else f"at least {low}" if low_ok else f"greater than {low}")
+            raise ConfigError(f"{name} must be {rule}, not {value!r}")
+
+
+def _read_toml(path: Path, *, required: bool) -> dict[str, Any]:
+    if not path.exists():
+        if required:
+            raise ConfigError(f"config file {path} does not exist")
+        return {}
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not valid TOML: the file is not UTF-8") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read: {exc.strerror}") from None
+
+
+def _table(raw: Mapping[str, Any], name: str, path: Path) -> Mapping[str, Any]:
+    table = raw.get(name, {})
+    if not isinstance(table, Mapping):
+        raise ConfigError(f"{path}: [{name}] must be a table")
+    return table
+
+
+def _apply_env_overrides(merged: dict[str, dict[str, Any]], environ: Mapping[str, str]) -> None:
+    for section, values in merged.items():
+        known = _known_keys(section)
+        for key in known:
+            env_name = f"{ENV_PREFIX}{section.upper()}_{key.upper()}"
+            if env_name in environ and env_name != DEFAULT_PASSWORD_ENV:
+                values[key] = environ[env_name]
+
+
+def _known_keys(section: str) -> set[str]:
+    cls = _SECTIONS.get(section)
+    names = {f.name for f in fields(cls)} if cls else set()
+    return (names | _EXTRA_KEYS.get(section, set())) - {"password", "password_hint"}
+
+
+def _dialer_password(raw: dict[str, Any], environ: Mapping[str, str], path: Path) -> str:
+    if "password" in raw:
+        raise ConfigError(
+            f"{path}: dialer.password must not be written in the config file; "
+            f"use dialer.password_env (an environment variable) or dialer.password_file"
+        )
+    password_file = raw.pop("password_file", None)
+    env_name = str(raw.pop("password_env", DEFAULT_PASSWORD_ENV))
+    if password_file:
+        raw["password_hint"] = f"dialer.password_file {password_file} is empty"
+        try:
+            return Path(str(password_file)).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(f"dialer.password_file {password_file}: {exc.strerror}") from None
+    raw["password_hint"] = f"export {env_name} or set dialer.password_file"
+    # Missing is only an error for commands that talk to the dialer: see require_dialer_password.
+    return environ.get(env_name, "")
+
+
+def require_dialer_password(settings: Settings) -> None:
+    if not settings.dialer.password:
+        raise ConfigError(f"dialer password is not set: {settings.dialer.password_hint}")
+
+
+def _build(section: str, cls: type[Any], values: Mapping[str, Any], path: Path) -> Any:
+    known = {f.name: f for f in fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key, value in values.items():
+        if key not in known:
+            raise ConfigError(f"{path}: unknown key {section}.{key}")
+        kwargs[key] = _coerce(f"{section}.{key}", known[key].type, value)
+    try:
+        return cls(**kwargs)
+    except TypeError:
+        missing = [name for name, f in known.items() if name not in kwargs
+                   and f.default is MISSING and f.default_factory is MISSING]
+        raise ConfigError(f"missing setting {section}.{missing[0] if missing else '?'}") from None
+
+
+def _coerce(key: str, annotation: Any, value: Any) -> Any:
+    kind = str(annotation)
+    try:
+        if "float" in kind:
+            if isinstance(value, bool):
+                raise ValueError
+            return float(value)
+        if "int" in kind:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError
+            return int(value)
+        if "Path" in kind:
+            return Path(str(value))
+    except (TypeError, ValueError):
+        raise ConfigError(f"{key} must be a number, not {value!r}") from None
+    if not isinstance(value, str):
+        raise ConfigError(f"{key} must be a string, not {value!r}")
+    return value

@@ -1,0 +1,58 @@
+"""Settings: grouped frozen dataclasses, built once by `reconciler.config` and passed explicitly."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+Method = Literal["GET", "POST"]
+
+
+@dataclass(frozen=True)
+class DialerSettings:
+    url: str
+    user: str
+    # Never printed: repr=False keeps it out of every repr and traceback of this object.
+    password: str = field(repr=False)
+    source: str = "reconciler"
+    target: str = "default"          # names this dialer in the state database
+    method: Method = "POST"
+    connect_timeout: float = 5.0
+    read_timeout: float = 30.0
+    max_retries: int = 3             # for requests that are safe to resend
+    backoff_base: float = 0.5        # seconds; doubled per attempt, capped by backoff_max
+    backoff_max: float = 10.0
+    leads_per_batch: int = 500
+    max_request_bytes: int = 8000    # a GET URL (or POST body) for add_multi_lead stays under this
+    # How to set the password, for messages; never the password itself.
+    password_hint: str = "export RECONCILER_DIALER_PASSWORD"  # noqa: S105
+
+
+@dataclass(frozen=True)
+class CrmSettings:
+    url: str
+
+
+@dataclass(frozen=True)
+class StateSettings:
+    url: str = "sqlite:///reconciler-state.db"
+    # Key for the keyed digests of agent passwords; created on first use when missing.
+    digest_key_file: Path = Path(".reconciler-key")
+
+
+@dataclass(frozen=True)
+class GuardSettings:
+    max_deactivations: int = 10
+    max_changed_share: float = 0.5   # of the users we manage, changed in one run
+    min_users_for_share: int = 10    # below this many users the share guard does not apply
+
+
+@dataclass(frozen=True)
+class Settings:
+    dialer: DialerSettings
+    crm: CrmSettings
+    state: StateSettings = StateSettings()
+    guards: GuardSettings = GuardSettings()
+    spec_path: Path = Path("specs/example.toml")
+    source_file: Path | None = None   # the TOML file these came from, for messages
