@@ -1,0 +1,92 @@
+"""Open the state database, upgrade it with Alembic, and refuse to use a schema that is behind."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+
+from alembic import command
+from reconciler.errors import SchemaOutdated, StateError
+from reconciler.redact import redact_text
+
+# The migrations live at the top of the checkout, beside the package (see alembic.ini).
+MIGRATIONS = Path(__file__).resolve().parents[2] / "alembic"
+
+
+def open_engine(url: str) -> sa.Engine:
+    kwargs: dict[str, Any] = {}
+    if url.startswith("sqlite"):
+        # Several processes may share one SQLite file: wait for a writer instead of failing.
+        kwargs["connect_args"] = {"timeout": 30}
+    try:
+        engine = sa.create_engine(url, **kwargs)
+    except (sa.exc.ArgumentError, ImportError) as exc:
+        raise StateError(f"state.url is not usable: {redact_text(str(exc))}") from None
+    if engine.dialect.name == "sqlite":
+        sa.event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.close()
+
+
+def alembic_config() -> Config:
+    if not MIGRATIONS.is_dir():
+        raise StateError(f"state migrations not found at {MIGRATIONS}")
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    return config
+
+
+def head_revision() -> str | None:
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+def current_revision(engine: sa.Engine) -> str | None:
+    try:
+        with engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+    except sa.exc.OperationalError as exc:
+        raise StateError(f"state database cannot be opened: {_reason(exc)}") from None
+
+
+def upgrade(engine: sa.Engine, revision: str = "head") -> None:
+    _run(engine, command.upgrade, revision)
+
+
+def downgrade(engine: sa.Engine, revision: str) -> None:
+    _run(engine, command.downgrade, revision)
+
+
+def _run(engine: sa.Engine, action: Any, revision: str) -> None:
+    config = alembic_config()
+    try:
+        with engine.begin() as conn:
+            config.attributes["connection"] = conn
+            action(config, revision)
+    except sa.exc.OperationalError as exc:
+        raise StateError(f"state database cannot be migrated: {_reason(exc)}") from None
+
+
+def require_current(engine: sa.Engine) -> None:
+    """Every command that touches state calls this first."""
+    current, head = current_revision(engine), head_revision()
+    if current != head:
+        found = current or "an empty database"
+        raise SchemaOutdated(
+            f"state database is at {found}, this version needs {head}: "
+            f"run `reconciler db upgrade`"
+        )
+
+
+def _reason(exc: sa.exc.DBAPIError) -> str:
+    return redact_text(str(exc.orig).splitlines()[0] if exc.orig else str(exc))
