@@ -1,0 +1,54 @@
+"""The `reconciler` command line. Each command module registers its own subcommands.
+
+Exit codes: 0 success (or no changes), 1 error, 2 changes present (`plan --detailed-exitcode`),
+3 applied, but some rows were rejected (by our checks or by the dialer).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from reconciler import __version__
+from reconciler.commands import admin, demo, runs
+from reconciler.errors import ReconcilerError
+from reconciler.redact import redact_text
+from reconciler.widget import command as widget
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="reconciler",
+        description="Keep a call-centre dialer in step with a CRM database.",
+    )
+    parser.add_argument("--version", action="version", version=f"reconciler {__version__}")
+    parser.add_argument("--config", metavar="PATH",
+                        help="settings file (default: $RECONCILER_CONFIG or ./reconciler.toml)")
+    parser.add_argument("--log-format", choices=("auto", "console", "json"), default="auto",
+                        help="log rendering on stderr (auto: console on a TTY, else JSON)")
+    parser.add_argument("--log-level", default="INFO",
+                        choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    runs.register(sub)
+    admin.register(sub)
+    demo.register(sub)
+    widget.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.func(args)
+        return code
+    except ReconcilerError as exc:
+        print(f"error: {redact_text(str(exc))}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,186 @@
+"""Read the desired state from the CRM database, read-only, through a spec.
+
+Every row is checked against the dialer's field rules before it reaches the planner: a bad row
+becomes a RowRejection (key, field, rule) and the rest of the run goes on. Two rows with one key
+are both rejected, never silently overwritten.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from reconciler.dialer.fields import check_field
+from reconciler.errors import ReconcilerError
+from reconciler.model import (
+    USER_SECRET_FIELDS,
+    Desired,
+    DesiredList,
+    DesiredUser,
+    RowRejection,
+)
+from reconciler.redact import redact_text
+from reconciler.spec import FieldSource, ResourceSpec, Spec
+
+# field, value -> keyed digest
+Digester = Callable[[str, str], str]
+
+_CHECKED_AS = {"users": "update_user", "lists": "add_list"}
+_TRUE = {"1", "y", "yes", "true", "t", "on", "active"}
+_FALSE = {"0", "n", "no", "false", "f", "off", "inactive", ""}
+
+
+class CrmUnavailable(ReconcilerError):
+    """The CRM database could not be read (down, or the spec's query fails): no plan."""
+
+
+@dataclass(frozen=True)
+class MappedRow:
+    row: int
+    key: str
+    values: dict[str, str]
+
+
+def open_crm(url: str) -> sa.Engine:
+    try:
+        return sa.create_engine(url)
+    except (sa.exc.ArgumentError, ImportError) as exc:
+        raise CrmUnavailable(f"crm.url is not usable: {redact_text(str(exc))}") from None
+
+
+def read_desired(engine: sa.Engine, spec: Spec, digest: Digester) -> Desired:
+    rejections: list[RowRejection] = []
+    users: dict[str, DesiredUser] = {}
+    lists: dict[str, DesiredList] = {}
+    if spec.users is not None:
+        for mapped in _checked_rows(engine, spec.users, rejections):
+            secrets = {k: v for k, v in mapped.values.items() if k in USER_SECRET_FIELDS}
+            plain = {k: v for k, v in mapped.values.items()
+                     if k not in USER_SECRET_FIELDS and k != "agent_user"}
+            digests = {k: digest(k, v) for k, v in secrets.items()}
+            users[mapped.key] = DesiredUser(mapped.key, plain, digests, secrets)
+    if spec.lists is not None:
+        for mapped in _checked_rows(engine, spec.lists, rejections):
+            plain = {k: v for k, v in mapped.values.items() if k != "list_id"}
+            plain.setdefault("active", "N")   # the dialer's own default for add_list
+            lists[mapped.key] = DesiredList(mapped.key, plain)
+    return Desired(users, lists, tuple(rejections))
+
+
+def _checked_rows(
+    engine: sa.Engine, resource: ResourceSpec, rejections: list[RowRejection]
+) -> list[MappedRow]:
+    good: dict[str, MappedRow] = {}
+    rows_of: dict[str, list[int]] = {}
+    for number, row in enumerate(_fetch(engine, resource), start=1):
+        key, mapped = _map_row(resource, number, row, rejections)
+        if key:
+            rows_of.setdefault(key, []).append(number)
+        if mapped is not None:
+            good.setdefault(mapped.key, mapped)
+    # A key on two rows (valid or not) is ambiguous: neither row is used.
+    for key, numbers in sorted(rows_of.items()):
+        if len(numbers) > 1:
+            good.pop(key, None)
+            listed = ", ".join(str(n) for n in numbers)
+            rejections.extend(
+                RowRejection(resource.name, key, resource.key_field,
+                             f"duplicate key: CRM rows {listed} share it", n)
+                for n in numbers)
+    rejections.sort(key=lambda r: (r.resource, r.row))
+    return [good[k] for k in sorted(good)]
+
+
+def _map_row(
+    resource: ResourceSpec, number: int, row: sa.RowMapping,
+    rejections: list[RowRejection],
+) -> tuple[str, MappedRow | None]:
+    """The row's key (empty when the key itself is bad) and the mapped row, if it is valid."""
+    values: dict[str, str] = {}
+    problems: list[tuple[str, str]] = []
+    for dialer_field, source in resource.fields.items():
+        try:
+            value = _value(source, row)
+        except KeyError as absent:
+            raise CrmUnavailable(
+                f"{resource.name}: CRM column {absent.args[0]!r} is not in the result"
+            ) from None
+        except ValueError as bad:
+            problems.append((dialer_field, str(bad)))
+            continue
+        if value is None:
+            continue
+        rule = check_field(_CHECKED_AS[resource.name], dialer_field, value)
+        if rule is not None:
+            problems.append((dialer_field, rule))
+        values[dialer_field] = value
+    key = values.get(resource.key_field, "")
+    reported = {name for name, _ in problems}
+    missing = [f for f in (resource.key_field, *resource.required)
+               if f not in values and f not in reported]
+    problems = [(f, "is required") for f in missing] + problems
+    if problems:
+        shown_key = "" if any(f == resource.key_field for f, _ in problems) else key
+        for field_name, rule in problems:
+            rejections.append(RowRejection(resource.name, shown_key, field_name, rule, number))
+        return shown_key, None
+    return key, MappedRow(number, key, values)
+
+
+def _value(source: FieldSource, row: sa.RowMapping) -> str | None:
+    if source.value is not None:
+        return source.value
+    assert source.column is not None
+    raw = row[source.column]
+    if raw is None or (isinstance(raw, str) and not raw.strip()):
+        return source.default
+    text = _as_text(raw).strip()
+    if source.yes_no:
+        lowered = text.lower()
+        if lowered in _TRUE:
+            return "Y"
+        if lowered in _FALSE:
+            return "N"
+        raise ValueError("must be a yes/no value (1/0, true/false, Y/N)")
+    return source.map.get(text, text)
+
+
+def _as_text(raw: Any) -> str:
+    if isinstance(raw, bool):
+        return "1" if raw else "0"
+    if isinstance(raw, float) and raw.is_integer():
+        return str(int(raw))
+    if isinstance(raw, bytes):
+        return raw.decode("utf-8", errors="replace")
+    return str(raw)
+
+
+def _fetch(engine: sa.Engine, resource: ResourceSpec) -> Iterator[sa.RowMapping]:
+    statement: sa.Executable
+    if resource.query is not None:
+        statement = sa.text(resource.query)
+    else:
+        assert resource.table is not None
+        schema, _, name = resource.table.rpartition(".")
+        table = sa.table(name, *(sa.column(c) for c in resource.columns), schema=schema or None)
+        statement = sa.select(table)
+    try:
+        with engine.connect() as conn:
+            _read_only(conn)
+            yield from conn.execute(statement).mappings()
+            conn.rollback()
+    except sa.exc.DBAPIError as exc:
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+        raise CrmUnavailable(f"{resource.name}: CRM query failed: {redact_text(reason)}") from None
+
+
+def _read_only(conn: sa.Connection) -> None:
+    """The CRM is never written: ask the database to enforce it where it can."""
+    dialect = conn.dialect.name
+    if dialect == "sqlite":
+        conn.exec_driver_sql("PRAGMA query_only = ON")
+    elif dialect in ("postgresql", "mysql", "mariadb"):
+        conn.exec_driver_sql("SET TRANSACTION READ ONLY")

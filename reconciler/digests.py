@@ -1,0 +1,43 @@
+"""Keyed digests of secret fields, so a password change is detected without storing it.
+
+The key lives in its own file (never in the state database): whoever reads the state database
+cannot test guesses against the digests. Losing the key only makes the next run push every
+password once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import secrets
+from pathlib import Path
+
+from reconciler.errors import ConfigError
+
+KEY_BYTES = 32
+
+
+def keyed_digest(key: bytes, field: str, value: str) -> str:
+    message = f"{field}\x00{value}".encode()
+    return hmac.new(key, message, hashlib.sha256).hexdigest()
+
+
+def load_or_create_key(path: Path) -> bytes:
+    try:
+        if path.exists():
+            key = bytes.fromhex(path.read_text(encoding="ascii").strip())
+            if len(key) < 16:
+                raise ValueError
+            return key
+        key = secrets.token_bytes(KEY_BYTES)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Created private from the start: no window where others could read it.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="ascii") as handle:
+            handle.write(key.hex() + "\n")
+        return key
+    except FileExistsError:
+        return load_or_create_key(path)  # another process created it first
+    except (OSError, ValueError):
+        raise ConfigError(f"state.digest_key_file {path}: not a readable key file") from None

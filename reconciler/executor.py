@@ -1,0 +1,190 @@
+"""Apply a plan: one handler per op type, the state database committed after every step.
+
+Answers are read as DESIGN.md says: add_user "already exists" converges with update_user;
+update_user "does not exist" recreates with add_user; add_list "already exist" adopts. A
+rejected row is recorded and the run goes on; no permission or an unreachable dialer stops it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from reconciler.dialer.client import DialerClient
+from reconciler.errors import (
+    AlreadyExists,
+    DialerError,
+    DialerRefused,
+    DialerRejected,
+    DialerUnavailable,
+    DoesNotExist,
+)
+from reconciler.model import Desired, DesiredUser
+from reconciler.plan import AddList, AddUser, AdoptList, DeactivateUser, Op, Plan, UpdateUser
+from reconciler.state.store import ShadowEffect, StateStore, StepWriter
+
+log = structlog.get_logger()
+
+
+@dataclass(frozen=True)
+class StepResult:
+    outcome: str                 # created | updated | converged | recreated | adopted | ...
+    message: str = ""
+    effect: ShadowEffect | None = None
+
+
+@dataclass
+class RunReport:
+    run_id: str
+    outcome: str = "ok"          # ok | partial | failed | refused
+    message: str = ""
+    counts: dict[str, int] = field(default_factory=dict)
+    failures: list[tuple[str, str, str]] = field(default_factory=list)   # op, key, message
+
+    def count(self, outcome: str) -> None:
+        self.counts[outcome] = self.counts.get(outcome, 0) + 1
+
+
+class Executor:
+    def __init__(self, api: DialerClient, store: StateStore, desired: Desired,
+                 run_id: str) -> None:
+        self.api, self.store, self.desired, self.run_id = api, store, desired, run_id
+        self._handlers: dict[type[Any], Callable[[Any], StepResult]] = {
+            AddList: self._add_list,
+            AdoptList: self._adopt_list,
+            AddUser: self._add_user,
+            UpdateUser: self._update_user,
+            DeactivateUser: self._deactivate_user,
+        }
+
+    def apply(self, plan: Plan) -> RunReport:
+        report = RunReport(self.run_id)
+        for seq, op in enumerate(plan.ops, start=1):
+            stop = self._run_step(seq, op, report)
+            if stop:
+                left = len(plan.ops) - seq
+                report.message += f"; {left} later step(s) not attempted" if left else ""
+                break
+        if report.outcome == "ok" and report.failures:
+            report.outcome = "partial"
+        return report
+
+    def _run_step(self, seq: int, op: Op, report: RunReport) -> bool:
+        """Run one op and record it. Returns True when the run must stop."""
+        started = time.monotonic()
+        stop = False
+        try:
+            result = self._handlers[type(op)](op)
+        except DialerRejected as exc:
+            result = StepResult("rejected", str(exc))
+        except DialerRefused as exc:
+            result, stop = StepResult("refused", str(exc)), True
+            report.outcome, report.message = "refused", f"stopped: {exc}"
+        except DialerUnavailable as exc:
+            result, stop = StepResult("failed", str(exc)), True
+            report.outcome, report.message = "failed", f"dialer unavailable: {exc}"
+        except DialerError as exc:
+            result, stop = StepResult("failed", str(exc)), True
+            report.outcome, report.message = "failed", str(exc)
+        except MissingDesired as exc:
+            result = StepResult("skipped", str(exc))
+        duration_ms = int((time.monotonic() - started) * 1000)
+        self.store.commit_step(self.run_id, seq, op.kind, op.key, result.outcome,
+                               result.message, duration_ms, result.effect)
+        report.count(result.outcome)
+        fields = {"op": op.kind, "key": op.key, "outcome": result.outcome,
+                  "run_id": self.run_id, "duration_ms": duration_ms}
+        if result.outcome in ("rejected", "refused", "failed", "skipped"):
+            report.failures.append((op.kind, op.key, result.message))
+            log.warning("step_failed", **fields, message=result.message)
+        else:
+            log.info("step_applied", **fields)
+        return stop
+
+    # --- lists --------------------------------------------------------------------------------
+
+    def _add_list(self, op: AddList) -> StepResult:
+        fields = {"list_name": op.list_name, "campaign_id": op.campaign_id, "active": op.active}
+        try:
+            self.api.add_list(op.list_id, op.list_name, op.campaign_id, op.active)
+        except AlreadyExists:
+            return StepResult("adopted", "already on the dialer",
+                              lambda w: w.save_list(op.list_id, fields, "adopted"))
+        return StepResult("created", "", lambda w: w.save_list(op.list_id, fields, "created"))
+
+    def _adopt_list(self, op: AdoptList) -> StepResult:
+        fields = {"list_name": op.list_name, "campaign_id": op.campaign_id, "active": op.active}
+        return StepResult("adopted", op.reason,
+                          lambda w: w.save_list(op.list_id, fields, "adopted"))
+
+    # --- users --------------------------------------------------------------------------------
+
+    def _add_user(self, op: AddUser) -> StepResult:
+        want = self._desired_user(op.agent_user)
+        try:
+            self.api.add_user(agent_user=want.agent_user, **_creatable(want))
+            outcome = "created"
+        except AlreadyExists:
+            # Already there (created by hand, or our earlier answer was lost): make it match.
+            self.api.update_user(want.agent_user, **_creatable(want), active="Y")
+            outcome = "converged"
+        return StepResult(outcome, "", _save_whole(want, active="Y"))
+
+    def _update_user(self, op: UpdateUser) -> StepResult:
+        want = self._desired_user(op.agent_user)
+        changes = {c.field: (want.secrets[c.field] if c.secret else str(c.new))
+                   for c in op.changes}
+        try:
+            self.api.update_user(want.agent_user, **changes)
+        except DoesNotExist:
+            return self._recreate(want)
+        plain = {k: v for k, v in changes.items() if k not in want.secrets}
+        digests = {k: want.digests[k] for k in changes if k in want.secrets}
+        return StepResult("updated", "",
+                          lambda w: w.update_user_fields(want.agent_user, plain, digests))
+
+    def _recreate(self, want: DesiredUser) -> StepResult:
+        """The user vanished from the dialer (deleted by hand): create it again."""
+        self.api.add_user(agent_user=want.agent_user, **_creatable(want))
+        active = want.fields.get("active", "Y")
+        if active == "N":
+            self.api.update_user(want.agent_user, active="N")
+        return StepResult("recreated", "was missing on the dialer",
+                          _save_whole(want, active=active))
+
+    def _deactivate_user(self, op: DeactivateUser) -> StepResult:
+        try:
+            self.api.update_user(op.agent_user, active="N")
+        except DoesNotExist:
+            # Recorded as inactive, so it is not asked again; reactivating it recreates it.
+            return StepResult("absent", "not on the dialer",
+                              lambda w: w.update_user_fields(op.agent_user, {"active": "N"}, {}))
+        return StepResult(
+            "deactivated", op.reason,
+            lambda w: w.update_user_fields(op.agent_user, {"active": "N"}, {}),
+        )
+
+    def _desired_user(self, key: str) -> DesiredUser:
+        try:
+            return self.desired.users[key]
+        except KeyError:
+            raise MissingDesired(f"user {key} is no longer in the CRM") from None
+
+
+class MissingDesired(Exception):
+    """An op whose CRM row disappeared between plan and apply: skipped, planned again next run."""
+
+
+def _creatable(want: DesiredUser) -> dict[str, str]:
+    """Every field add_user takes: the plain fields but `active`, and the secrets."""
+    plain = {k: v for k, v in want.fields.items() if k != "active"}
+    return {**plain, **want.secrets}
+
+
+def _save_whole(want: DesiredUser, active: str) -> Callable[[StepWriter], None]:
+    fields: Mapping[str, str] = {**want.fields, "active": active}
+    return lambda w: w.save_user(want.agent_user, fields, want.digests)

@@ -1,0 +1,117 @@
+"""Plain data for the three views of every object: desired, recorded and observed.
+
+Nothing here does I/O. Secret field values (agent passwords) travel only inside `DesiredUser`,
+never printed (repr=False) and never compared: the planner compares their keyed digests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+USER_SECRET_FIELDS = ("agent_pass", "phone_pass")
+USER_FIELDS = (
+    "agent_pass", "agent_user_level", "agent_full_name", "agent_user_group",
+    "phone_login", "phone_pass", "voicemail_id", "email", "active",
+)
+# Fields add_user must carry; the others are optional on the dialer.
+USER_REQUIRED_FIELDS = (
+    "agent_pass", "agent_user_level", "agent_full_name", "agent_user_group",
+)
+LIST_FIELDS = ("list_name", "campaign_id", "active")
+LIST_REQUIRED_FIELDS = ("list_name", "campaign_id")
+
+
+@dataclass(frozen=True)
+class DesiredUser:
+    agent_user: str
+    fields: Mapping[str, str]                        # non-secret dialer fields, normalised
+    digests: Mapping[str, str]                       # secret field -> keyed digest
+    secrets: Mapping[str, str] = field(repr=False, default_factory=dict, compare=False)
+
+    @property
+    def active(self) -> bool:
+        return self.fields.get("active", "Y") == "Y"
+
+
+@dataclass(frozen=True)
+class DesiredList:
+    list_id: str
+    fields: Mapping[str, str]                        # list_name, campaign_id, active
+
+
+@dataclass(frozen=True)
+class RecordedUser:
+    agent_user: str
+    fields: Mapping[str, str]
+    digests: Mapping[str, str]
+
+    @property
+    def active(self) -> bool:
+        return self.fields.get("active", "Y") == "Y"
+
+
+@dataclass(frozen=True)
+class RecordedList:
+    list_id: str
+    fields: Mapping[str, str]
+    origin: str                                      # created | adopted
+
+
+@dataclass(frozen=True)
+class ObservedList:
+    """One entry of active_lists: the dialer only shows lists that are active."""
+
+    list_id: str
+    list_name: str
+    campaign_id: str
+
+
+@dataclass(frozen=True)
+class RowRejection:
+    """A CRM row that cannot be synced, and why. `key` may be empty when the key itself is bad."""
+
+    resource: str
+    key: str
+    field: str
+    rule: str
+    row: int                                         # 1-based position in the CRM result
+
+
+@dataclass(frozen=True)
+class Desired:
+    users: Mapping[str, DesiredUser]
+    lists: Mapping[str, DesiredList]
+    rejections: tuple[RowRejection, ...] = ()
+
+    def rejected_keys(self, resource: str) -> frozenset[str]:
+        return frozenset(r.key for r in self.rejections if r.resource == resource and r.key)
+
+
+@dataclass(frozen=True)
+class Recorded:
+    users: Mapping[str, RecordedUser]
+    lists: Mapping[str, RecordedList]
+    version: int = 0
+
+
+@dataclass(frozen=True)
+class Observed:
+    """What the dialer says now. `lists` is None when the dialer could not be read."""
+
+    lists: Mapping[str, ObservedList] | None
+    unavailable_reason: str = ""
+    unparsed: tuple[str, ...] = ()                   # entries the dialer sent that we cannot read
+
+
+@dataclass(frozen=True)
+class SyncPolicy:
+    """What the spec says about ownership and departures, as the planner needs it."""
+
+    user_fields: tuple[str, ...] = USER_FIELDS       # fields we own and compare
+    list_fields: tuple[str, ...] = LIST_FIELDS
+    on_user_removed: str = "deactivate"              # deactivate | ignore
+    on_user_inactive: str = "deactivate"             # deactivate | ignore
+    manage_users: bool = True
+    manage_lists: bool = True
+

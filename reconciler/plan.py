@@ -1,0 +1,233 @@
+"""A plan is plain data: one frozen dataclass per kind of step, a stable JSON form and a digest.
+
+No plan ever holds a credential: secret fields appear by name only, their values as "(changed)".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, ClassVar
+
+PLAN_FORMAT = "reconciler.plan"
+PLAN_VERSION = 1
+SECRET_SHOWN_AS = "(changed)"  # noqa: S105 - a placeholder
+
+
+@dataclass(frozen=True)
+class FieldChange:
+    field: str
+    old: str | None
+    new: str | None
+    secret: bool = False
+
+    @classmethod
+    def of_secret(cls, name: str) -> FieldChange:
+        return cls(name, None, SECRET_SHOWN_AS, secret=True)
+
+
+@dataclass(frozen=True)
+class AddUser:
+    kind: ClassVar[str] = "add_user"
+    agent_user: str
+    fields: tuple[tuple[str, str], ...]        # non-secret fields to send
+    secret_fields: tuple[str, ...]             # names only; values come from the CRM at apply
+    reason: str = "new in CRM"
+
+    @property
+    def key(self) -> str:
+        return self.agent_user
+
+
+@dataclass(frozen=True)
+class UpdateUser:
+    kind: ClassVar[str] = "update_user"
+    agent_user: str
+    changes: tuple[FieldChange, ...]
+    reason: str = "changed in CRM"
+
+    @property
+    def key(self) -> str:
+        return self.agent_user
+
+
+@dataclass(frozen=True)
+class DeactivateUser:
+    kind: ClassVar[str] = "deactivate_user"
+    agent_user: str
+    reason: str
+
+    @property
+    def key(self) -> str:
+        return self.agent_user
+
+
+@dataclass(frozen=True)
+class AddList:
+    kind: ClassVar[str] = "add_list"
+    list_id: str
+    list_name: str
+    campaign_id: str
+    active: str
+
+    @property
+    def key(self) -> str:
+        return self.list_id
+
+
+@dataclass(frozen=True)
+class AdoptList:
+    """The list is already on the dialer: record it, make no call."""
+
+    kind: ClassVar[str] = "adopt_list"
+    list_id: str
+    list_name: str
+    campaign_id: str
+    active: str
+    reason: str = "already on the dialer"
+
+    @property
+    def key(self) -> str:
+        return self.list_id
+
+
+@dataclass(frozen=True)
+class Reject:
+    kind: ClassVar[str] = "reject"
+    resource: str
+    key: str
+    field: str
+    reason: str
+    row: int = 0
+
+
+@dataclass(frozen=True)
+class Note:
+    """Something an operator should know that no API call can fix (drift, unmanaged objects)."""
+
+    kind: ClassVar[str] = "note"
+    resource: str
+    key: str
+    topic: str                                  # drift | unmanaged | cannot_update | orphaned
+    message: str
+
+
+Op = AddUser | UpdateUser | DeactivateUser | AddList | AdoptList
+OP_TYPES: dict[str, type[Any]] = {
+    cls.kind: cls for cls in (AddUser, UpdateUser, DeactivateUser, AddList, AdoptList)
+}
+
+
+@dataclass(frozen=True)
+class Basis:
+    """What the plan was computed from; a saved plan is refused when any of it has moved."""
+
+    target: str
+    state_version: int
+    spec_hash: str
+    desired_digest: str
+    observed_digest: str
+    resync: bool = False
+
+
+@dataclass(frozen=True)
+class GuardBreach:
+    guard: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    basis: Basis
+    ops: tuple[Op, ...] = ()
+    rejects: tuple[Reject, ...] = ()
+    notes: tuple[Note, ...] = ()
+    breaches: tuple[GuardBreach, ...] = ()
+    unavailable: str = ""                       # why the plan could not be computed
+    digest: str = field(default="", compare=False)
+
+    @property
+    def has_changes(self) -> bool:
+        return bool(self.ops)
+
+    def count(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for op in self.ops:
+            counts[op.kind] = counts.get(op.kind, 0) + 1
+        if self.rejects:
+            counts["reject"] = len(self.rejects)
+        if self.notes:
+            counts["note"] = len(self.notes)
+        return counts
+
+
+def _op_json(op: Op | Reject | Note) -> dict[str, Any]:
+    return {"op": op.kind, **asdict(op)}
+
+
+def content_json(plan: Plan) -> dict[str, Any]:
+    """Everything the digest covers: the whole plan but the digest itself."""
+    return {
+        "format": PLAN_FORMAT,
+        "version": PLAN_VERSION,
+        "basis": asdict(plan.basis),
+        "unavailable": plan.unavailable,
+        "ops": [_op_json(op) for op in plan.ops],
+        "rejects": [asdict(r) for r in plan.rejects],
+        "notes": [asdict(n) for n in plan.notes],
+        "guard_breaches": [asdict(b) for b in plan.breaches],
+        "summary": plan.count(),
+    }
+
+
+def compute_digest(plan: Plan) -> str:
+    canonical = json.dumps(content_json(plan), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def sealed(plan: Plan) -> Plan:
+    """The plan with its digest filled in."""
+    return Plan(plan.basis, plan.ops, plan.rejects, plan.notes, plan.breaches,
+                plan.unavailable, digest=compute_digest(plan))
+
+
+def to_json(plan: Plan) -> dict[str, Any]:
+    return {**content_json(plan), "digest": plan.digest or compute_digest(plan)}
+
+
+def from_json(document: dict[str, Any]) -> Plan:
+    """Rebuild a saved plan; raises ValueError when it is not one of ours or was altered."""
+    if document.get("format") != PLAN_FORMAT:
+        raise ValueError("not a reconciler plan file")
+    if document.get("version") != PLAN_VERSION:
+        raise ValueError(f"plan format version {document.get('version')} is not supported")
+    try:
+        plan = Plan(
+            basis=Basis(**document["basis"]),
+            ops=tuple(_op_from_json(item) for item in document["ops"]),
+            rejects=tuple(Reject(**item) for item in document["rejects"]),
+            notes=tuple(Note(**item) for item in document["notes"]),
+            breaches=tuple(GuardBreach(**item) for item in document["guard_breaches"]),
+            unavailable=document["unavailable"],
+        )
+    except (KeyError, TypeError) as exc:
+        raise ValueError(f"plan file is malformed: {exc}") from None
+    digest = compute_digest(plan)
+    if digest != document.get("digest"):
+        raise ValueError("plan file was altered: its digest does not match its content")
+    return sealed(plan)
+
+
+def _op_from_json(item: dict[str, Any]) -> Op:
+    item = dict(item)
+    cls = OP_TYPES[item.pop("op")]
+    names = {f.name for f in fields(cls)}
+    values = {k: v for k, v in item.items() if k in names}
+    if cls is AddUser:
+        values["fields"] = tuple(tuple(pair) for pair in values["fields"])
+        values["secret_fields"] = tuple(values["secret_fields"])
+    if cls is UpdateUser:
+        values["changes"] = tuple(FieldChange(**c) for c in values["changes"])
+    op: Op = cls(**values)
+    return op

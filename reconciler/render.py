@@ -1,0 +1,101 @@
+"""Show a plan to a person, in the spirit of `terraform plan`.
+
+  + add    ~ update    - deactivate    = adopt (record only, no call)    ! rejected    ? note
+"""
+
+from __future__ import annotations
+
+from reconciler.plan import (
+    AddList,
+    AddUser,
+    AdoptList,
+    DeactivateUser,
+    Op,
+    Plan,
+    UpdateUser,
+)
+
+
+def render_plan(plan: Plan) -> str:
+    if plan.unavailable:
+        return f"No plan: {plan.unavailable}\n"
+    basis = plan.basis
+    mode = "resync " if basis.resync else ""
+    lines = [f"Reconciler {mode}plan for target {basis.target!r} "
+             f"(state version {basis.state_version}, plan {plan.digest[:12]})", ""]
+    lists = [op for op in plan.ops if isinstance(op, (AddList, AdoptList))]
+    users = [op for op in plan.ops if not isinstance(op, (AddList, AdoptList))]
+    if lists:
+        lines += ["Lists:", *(f"  {_op_line(op)}" for op in lists), ""]
+    if users:
+        lines.append("Users:")
+        for op in users:
+            lines.append(f"  {_op_line(op)}")
+            if isinstance(op, UpdateUser):
+                lines += [f"      {c.field}: {_shown(c.old, c.secret)} → {_shown(c.new, c.secret)}"
+                          if not c.secret else f"      {c.field}: {c.new}"
+                          for c in op.changes]
+        lines.append("")
+    if plan.rejects:
+        lines.append("Rejected CRM rows (not sent; fix them in the CRM):")
+        for r in plan.rejects:
+            key = f" {r.key!r}" if r.key else ""
+            lines.append(f"  ! {r.resource} row {r.row}{key}: {r.field} {r.reason}")
+        lines.append("")
+    if plan.notes:
+        lines.append("Notes:")
+        lines += [f"  ? {n.resource} {n.key}: {n.topic}: {n.message}".replace("  :", ":")
+                  for n in plan.notes]
+        lines.append("")
+    for breach in plan.breaches:
+        lines.append(f"! Guard {breach.guard}: {breach.message}; apply refuses without --force")
+    if plan.breaches:
+        lines.append("")
+    lines.append(summary_line(plan))
+    return "\n".join(lines) + "\n"
+
+
+def summary_line(plan: Plan) -> str:
+    counts = plan.count()
+    extras = []
+    if counts.get("reject"):
+        extras.append(f"{counts['reject']} rejected")
+    if counts.get("note"):
+        extras.append(f"{counts['note']} note{'s' if counts['note'] != 1 else ''}")
+    tail = f" ({', '.join(extras)})" if extras else ""
+    if not plan.has_changes:
+        return f"No changes.{tail}"
+    parts = [
+        f"{counts.get('add_user', 0) + counts.get('add_list', 0)} to add",
+        f"{counts.get('update_user', 0)} to change",
+        f"{counts.get('deactivate_user', 0)} to deactivate",
+    ]
+    if counts.get("adopt_list"):
+        parts.append(f"{counts['adopt_list']} to adopt")
+    return f"Plan: {', '.join(parts)}.{tail}"
+
+
+def _op_line(op: Op) -> str:
+    if isinstance(op, AddList):
+        return (f"+ list {op.list_id} {op.list_name!r} "
+                f"(campaign {op.campaign_id}, active {op.active})")
+    if isinstance(op, AdoptList):
+        return f"= list {op.list_id} {op.list_name!r} (campaign {op.campaign_id}): {op.reason}"
+    if isinstance(op, AddUser):
+        fields = dict(op.fields)
+        detail = ", ".join(f"{k} {fields[k]}" for k in ("agent_user_level", "agent_user_group")
+                           if k in fields)
+        name = fields.get("agent_full_name", "")
+        why = f" [{op.reason}]" if op.reason != "new in CRM" else ""
+        return f"+ user {op.agent_user} {name!r} ({detail}){why}"
+    if isinstance(op, UpdateUser):
+        return f"~ user {op.agent_user}"
+    if isinstance(op, DeactivateUser):
+        return f"- user {op.agent_user} ({op.reason})"
+    raise TypeError(type(op).__name__)
+
+
+def _shown(value: str | None, secret: bool) -> str:
+    if secret:
+        return "(changed)"
+    return "(unset)" if value is None else repr(value)

@@ -1,0 +1,49 @@
+"""Open what a run needs from the settings, and close it afterwards. The edges live here."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+
+import httpx
+
+from reconciler.config import require_dialer_password
+from reconciler.crm import open_crm
+from reconciler.dialer.client import DialerClient
+from reconciler.digests import load_or_create_key
+from reconciler.engine import Context
+from reconciler.settings import Settings
+from reconciler.spec import load_spec
+from reconciler.state import db
+from reconciler.state.lease import Lease
+from reconciler.state.store import StateStore
+
+
+@contextmanager
+def open_context(
+    settings: Settings, *, transport: httpx.BaseTransport | None = None
+) -> Iterator[Context]:
+    require_dialer_password(settings)
+    spec = load_spec(settings.spec_path)
+    state_engine = db.open_engine(settings.state.url)
+    crm_engine = open_crm(settings.crm.url)
+    with ExitStack() as stack:
+        stack.callback(state_engine.dispose)
+        stack.callback(crm_engine.dispose)
+        db.require_current(state_engine)
+        client = stack.enter_context(DialerClient(settings.dialer, transport=transport))
+        yield Context(
+            settings=settings,
+            spec=spec,
+            store=StateStore(state_engine, settings.dialer.target),
+            crm=crm_engine,
+            dialer=client,
+            digest_key=load_or_create_key(settings.state.digest_key_file),
+        )
+
+
+def write_lease(ctx: Context, wait_seconds: float = 0.0) -> Lease:
+    """Taken by every command that writes to the dialer; released on exit."""
+    lease = Lease(ctx.store.engine, f"apply:{ctx.settings.dialer.target}")
+    lease.acquire(wait_seconds)
+    return lease

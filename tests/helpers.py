@@ -1,0 +1,68 @@
+"""Building blocks for tests that run the whole engine against the sandbox dialer."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from reconciler import democrm
+from reconciler.dialer.client import DialerClient
+from reconciler.engine import Context
+from reconciler.sandbox import SandboxDialer
+from reconciler.settings import CrmSettings, DialerSettings, GuardSettings, Settings, StateSettings
+from reconciler.spec import load_spec
+from reconciler.state.store import StateStore
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLE_SPEC = REPO / "specs" / "example.toml"
+
+
+def dialer_settings(url: str = "http://sandbox/dialer/elision_api.php", **overrides: Any
+                    ) -> DialerSettings:
+    values: dict[str, Any] = {"url": url, "user": "api", "password": "1234", "source": "test",
+                              "backoff_base": 0.0, "backoff_max": 0.0, **overrides}
+    return DialerSettings(**values)
+
+
+@contextmanager
+def engine_context(
+    sandbox: SandboxDialer, state: sa.Engine, crm_url: str, tmp_path: Path,
+    spec_path: Path = EXAMPLE_SPEC, guards: GuardSettings | None = None,
+) -> Iterator[Context]:
+    settings = Settings(
+        dialer=dialer_settings(),
+        crm=CrmSettings(crm_url),
+        state=StateSettings(url=str(state.url), digest_key_file=tmp_path / "digest.key"),
+        guards=guards or GuardSettings(),
+        spec_path=spec_path,
+    )
+    crm = sa.create_engine(crm_url)
+    with DialerClient(settings.dialer, transport=sandbox.transport()) as client:
+        yield Context(settings, load_spec(spec_path), StateStore(state, "default"), crm, client,
+                      b"k" * 32)
+    crm.dispose()
+
+
+def make_crm(tmp_path: Path, agents: Sequence[dict[str, Any]] | None = None,
+             lists: Sequence[dict[str, Any]] = democrm.LISTS) -> str:
+    url = democrm.sqlite_url(tmp_path / "crm.db")
+    democrm.create_crm(url, agents, lists).dispose()
+    return url
+
+
+def crm_execute(url: str, sql: str, **params: Any) -> None:
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text(sql), params)
+    engine.dispose()
+
+
+def agent(username: str, **overrides: Any) -> dict[str, Any]:
+    row = {"username": username, "password": f"pw-{username}", "full_name": f"Agent {username}",
+           "level": 1, "team": "AGENTS", "extension": None, "email": None, "is_active": 1}
+    row.update(overrides)
+    return row
