@@ -100,15 +100,13 @@ def check_applicable(plan: Plan, *, force: bool) -> None:
 
 def apply_plan(
     ctx: Context, plan: Plan, desired: Desired, *, kind: str = "apply", force: bool = False,
-    on_run_started: Callable[[str], None] | None = None,
+    keep_going: Callable[[], bool] | None = None,
 ) -> RunReport:
     check_applicable(plan, force=force)
     run_id = ctx.store.start_run(kind, plan.digest)
-    if on_run_started:
-        on_run_started(run_id)
     with structlog.contextvars.bound_contextvars(run_id=run_id):
         log.info("run_started", kind=kind, ops=len(plan.ops), plan_digest=plan.digest)
-        report = Executor(ctx.dialer, ctx.store, desired, run_id).apply(plan)
+        report = Executor(ctx.dialer, ctx.store, desired, run_id, keep_going).apply(plan)
         ctx.store.finish_run(run_id, report.outcome, report.counts, report.message)
         log.info("run_finished", kind=kind, outcome=report.outcome, **report.counts)
     return report

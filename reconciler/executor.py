@@ -40,7 +40,7 @@ class StepResult:
 @dataclass
 class RunReport:
     run_id: str
-    outcome: str = "ok"          # ok | partial | failed | refused
+    outcome: str = "ok"          # ok | partial | failed | refused | stopped
     message: str = ""
     counts: dict[str, int] = field(default_factory=dict)
     failures: list[tuple[str, str, str]] = field(default_factory=list)   # op, key, message
@@ -51,8 +51,10 @@ class RunReport:
 
 class Executor:
     def __init__(self, api: DialerClient, store: StateStore, desired: Desired,
-                 run_id: str) -> None:
+                 run_id: str, keep_going: Callable[[], bool] | None = None) -> None:
         self.api, self.store, self.desired, self.run_id = api, store, desired, run_id
+        # Asked after every recorded step: renews the lease, notices a shutdown request.
+        self.keep_going = keep_going or (lambda: True)
         self._handlers: dict[type[Any], Callable[[Any], StepResult]] = {
             AddList: self._add_list,
             AdoptList: self._adopt_list,
@@ -65,6 +67,8 @@ class Executor:
         report = RunReport(self.run_id)
         for seq, op in enumerate(plan.ops, start=1):
             stop = self._run_step(seq, op, report)
+            if not stop and seq < len(plan.ops) and not self.keep_going():
+                report.outcome, report.message, stop = "stopped", "stopped on request", True
             if stop:
                 left = len(plan.ops) - seq
                 report.message += f"; {left} later step(s) not attempted" if left else ""

@@ -181,3 +181,19 @@ def test_resync_rebuilds_records_and_leaves_an_empty_plan(
     users = {u["agent_user"]: u for u in sandbox.snapshot()["users"]}
     assert users["1001"]["full_name"] == "Asha Patel"
     assert sandbox.store.check_password("1001", "pw-7000")
+
+
+def test_stop_request_finishes_the_current_step_and_records_it(
+    sandbox: SandboxDialer, sqlite_state: sa.Engine, tmp_path: Path
+) -> None:
+    crm = make_crm(tmp_path, [agent("1000"), agent("1001"), agent("1002")], lists=[])
+    with engine_context(sandbox, sqlite_state, crm, tmp_path) as ctx:
+        first = gather_and_plan(ctx)
+        report = apply_plan(ctx, first.plan, first.desired, keep_going=lambda: False)
+        assert report.outcome == "stopped"
+        assert "2 later step(s) not attempted" in report.message
+        assert [s["key"] for s in ctx.store.steps(report.run_id)] == ["1000"]
+        assert set(ctx.store.load_recorded().users) == {"1000"}
+        rest = gather_and_plan(ctx)
+        assert [op.key for op in rest.plan.ops] == ["1001", "1002"]
+    assert {u["agent_user"] for u in sandbox.snapshot()["users"]} == {"1000"}
