@@ -7,8 +7,11 @@ are both rejected, never silently overwritten.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
@@ -30,7 +33,7 @@ Digester = Callable[[str, str], str]
 
 _CHECKED_AS = {"users": "update_user", "lists": "add_list"}
 _TRUE = {"1", "y", "yes", "true", "t", "on", "active"}
-_FALSE = {"0", "n", "no", "false", "f", "off", "inactive", ""}
+_FALSE = {"0", "n", "no", "false", "f", "off", "inactive"}
 
 
 class CrmUnavailable(ReconcilerError):
@@ -103,10 +106,10 @@ def _map_row(
     problems: list[tuple[str, str]] = []
     for dialer_field, source in resource.fields.items():
         try:
-            value = _value(source, row)
-        except KeyError as absent:
+            value = source_value(source, row)
+        except KeyError:
             raise CrmUnavailable(
-                f"{resource.name}: CRM column {absent.args[0]!r} is not in the result"
+                f"{resource.name}: CRM column {source.column!r} is not in the result"
             ) from None
         except ValueError as bad:
             problems.append((dialer_field, str(bad)))
@@ -130,14 +133,17 @@ def _map_row(
     return key, MappedRow(number, key, values)
 
 
-def _value(source: FieldSource, row: sa.RowMapping) -> str | None:
+def source_value(source: FieldSource, row: sa.RowMapping) -> str | None:
+    """One dialer field's value from a CRM row: constant, column, default, yes/no, map."""
     if source.value is not None:
         return source.value
     assert source.column is not None
     raw = row[source.column]
-    if raw is None or (isinstance(raw, str) and not raw.strip()):
-        return source.default
-    text = _as_text(raw).strip()
+    text = "" if raw is None else _as_text(raw).strip()
+    if not text:
+        if source.default is None:
+            return None
+        text = source.default      # a default goes through yes_no and map like a CRM value
     if source.yes_no:
         lowered = text.lower()
         if lowered in _TRUE:
@@ -151,7 +157,8 @@ def _value(source: FieldSource, row: sa.RowMapping) -> str | None:
 def _as_text(raw: Any) -> str:
     if isinstance(raw, bool):
         return "1" if raw else "0"
-    if isinstance(raw, float) and raw.is_integer():
+    # A level stored as 7.0 or NUMERIC 7.00 is the level 7.
+    if isinstance(raw, (float, Decimal)) and math.isfinite(raw) and raw == int(raw):
         return str(int(raw))
     if isinstance(raw, bytes):
         return raw.decode("utf-8", errors="replace")
@@ -167,20 +174,22 @@ def _fetch(engine: sa.Engine, resource: ResourceSpec) -> Iterator[sa.RowMapping]
         schema, _, name = resource.table.rpartition(".")
         table = sa.table(name, *(sa.column(c) for c in resource.columns), schema=schema or None)
         statement = sa.select(table)
+    with read_only_connection(engine, resource.name) as conn:
+        yield from conn.execute(statement).mappings()
+
+
+@contextmanager
+def read_only_connection(engine: sa.Engine, what: str) -> Iterator[sa.Connection]:
+    """A connection that cannot write (where the database can enforce it); errors say `what`."""
     try:
         with engine.connect() as conn:
-            _read_only(conn)
-            yield from conn.execute(statement).mappings()
+            dialect = conn.dialect.name
+            if dialect == "sqlite":
+                conn.exec_driver_sql("PRAGMA query_only = ON")
+            elif dialect in ("postgresql", "mysql", "mariadb"):
+                conn.exec_driver_sql("SET TRANSACTION READ ONLY")
+            yield conn
             conn.rollback()
     except sa.exc.DBAPIError as exc:
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
-        raise CrmUnavailable(f"{resource.name}: CRM query failed: {redact_text(reason)}") from None
-
-
-def _read_only(conn: sa.Connection) -> None:
-    """The CRM is never written: ask the database to enforce it where it can."""
-    dialect = conn.dialect.name
-    if dialect == "sqlite":
-        conn.exec_driver_sql("PRAGMA query_only = ON")
-    elif dialect in ("postgresql", "mysql", "mariadb"):
-        conn.exec_driver_sql("SET TRANSACTION READ ONLY")
+        raise CrmUnavailable(f"{what}: CRM query failed: {redact_text(reason)}") from None

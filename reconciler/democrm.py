@@ -17,6 +17,9 @@ SCHEMA = (
         username TEXT, password TEXT, full_name TEXT, level INTEGER, team TEXT,
         extension TEXT, email TEXT, is_active INTEGER)""",
     "CREATE TABLE calling_lists (id TEXT, name TEXT, campaign TEXT, is_active INTEGER)",
+    """CREATE TABLE crm_leads (
+        id INTEGER, list_id TEXT, phone TEXT, first_name TEXT, last_name TEXT, city TEXT,
+        email TEXT, postal_code TEXT)""",
 )
 
 FIRST_NAMES = ("Asha", "Ben", "Chloe", "Dev", "Elena", "Farid", "Grace", "Hiro", "Ines", "Jon",
@@ -65,8 +68,40 @@ LISTS = (
 )
 
 
+def sample_leads(count: int = 300, lists: Sequence[str] = ("1101", "1102", "1103"),
+                 first_id: int = 1) -> list[dict[str, Any]]:
+    leads = []
+    for n in range(count):
+        lead_id = first_id + n
+        leads.append({
+            "id": lead_id,
+            "list_id": lists[n % len(lists)],
+            "phone": f"+1 (555) {lead_id // 10000 % 1000:03d}-{lead_id % 10000:04d}",
+            "first_name": FIRST_NAMES[n % len(FIRST_NAMES)],
+            "last_name": LAST_NAMES[n % len(LAST_NAMES)],
+            "city": ("Ahmedabad", "Charlotte", "Leeds", "Lyon")[n % 4],
+            "email": None,
+            "postal_code": f"{10000 + n % 90000}",
+        })
+    return leads
+
+
+# Leads the plan must reject, or that must wait, each for a reason a list owner will recognise.
+BAD_LEADS = (
+    {"id": 90001, "list_id": "1101", "phone": "12345", "first_name": "Short", "last_name": "Number",
+     "city": "Leeds", "email": None, "postal_code": "LS1"},
+    {"id": 90002, "list_id": "1101", "phone": "555-CALL-NOW", "first_name": "Vanity",
+     "last_name": "Number", "city": "Leeds", "email": None, "postal_code": "LS1"},
+    {"id": 90003, "list_id": "9999", "phone": "5550109999", "first_name": "No", "last_name": "List",
+     "city": "Lyon", "email": None, "postal_code": "69001"},
+    {"id": 90004, "list_id": "1101", "phone": "+1 555 000 0001", "first_name": "Same",
+     "last_name": "Phone", "city": "Lyon", "email": None, "postal_code": "69001"},
+)
+
+
 def create_crm(url: str, agents: Iterable[dict[str, Any]] | None = None,
-               lists: Sequence[dict[str, Any]] = LISTS) -> sa.Engine:
+               lists: Sequence[dict[str, Any]] = LISTS,
+               leads: Sequence[dict[str, Any]] = ()) -> sa.Engine:
     engine = sa.create_engine(url)
     with engine.begin() as conn:
         for statement in SCHEMA:
@@ -76,7 +111,15 @@ def create_crm(url: str, agents: Iterable[dict[str, Any]] | None = None,
         if lists:
             conn.execute(sa.text("INSERT INTO calling_lists VALUES "
                                  "(:id, :name, :campaign, :is_active)"), list(lists))
+        insert_leads(conn, leads)
     return engine
+
+
+def insert_leads(conn: sa.Connection, rows: Sequence[dict[str, Any]]) -> None:
+    if rows:
+        conn.execute(sa.text(
+            "INSERT INTO crm_leads VALUES (:id, :list_id, :phone, :first_name, :last_name, "
+            ":city, :email, :postal_code)"), list(rows))
 
 
 def insert_agents(conn: sa.Connection, rows: Sequence[dict[str, Any]]) -> None:

@@ -7,21 +7,23 @@ the executor runs, never in how the plan is made.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import sqlalchemy as sa
 import structlog
 
-from reconciler import planner
+from reconciler import leadflow, planner
 from reconciler.crm import read_desired
 from reconciler.dialer.client import DialerClient
 from reconciler.digests import keyed_digest
 from reconciler.errors import DialerError, PlanRefused
 from reconciler.executor import Executor, RunReport
+from reconciler.leadplan import LeadContext
 from reconciler.model import Desired, Observed, ObservedList
-from reconciler.plan import Basis, Plan
+from reconciler.plan import AddLeads, Basis, Plan, sealed
 from reconciler.settings import Settings
 from reconciler.spec import Spec
+from reconciler.state.leads import LeadBook
 from reconciler.state.store import StateStore
 
 log = structlog.get_logger()
@@ -43,6 +45,7 @@ class Context:
 class Gathered:
     desired: Desired
     plan: Plan
+    leads: LeadContext | None = None     # how leads were planned; apply merges them again alike
 
 
 def gather_and_plan(ctx: Context, *, resync: bool = False) -> Gathered:
@@ -50,7 +53,8 @@ def gather_and_plan(ctx: Context, *, resync: bool = False) -> Gathered:
     key = ctx.digest_key
     desired = read_desired(ctx.crm, ctx.spec, lambda f, v: keyed_digest(key, f, v))
     recorded = ctx.store.load_recorded()
-    observed = observe(ctx.dialer) if ctx.spec.policy.manage_lists else Observed({})
+    needs_lists = ctx.spec.policy.manage_lists or ctx.spec.leads is not None
+    observed = observe(ctx.dialer) if needs_lists else Observed({})
     basis = Basis(
         target=ctx.settings.dialer.target,
         state_version=recorded.version,
@@ -61,7 +65,13 @@ def gather_and_plan(ctx: Context, *, resync: bool = False) -> Gathered:
     )
     plan = planner.make_plan(desired, recorded, observed, basis, ctx.spec.policy,
                              ctx.settings.guards)
-    return Gathered(desired, plan)
+    if ctx.spec.leads is None or plan.unavailable:
+        return Gathered(desired, plan)
+    lead_ctx = leadflow.lead_context(ctx.settings.dialer, plan, desired, recorded, observed,
+                                     ctx.spec.policy.lead_duplicates == "keep_first")
+    part = leadflow.plan_leads(leadflow.events(ctx.crm, ctx.spec.leads, LeadBook(ctx.store),
+                                               lead_ctx))
+    return Gathered(desired, sealed(leadflow.with_leads(plan, part)), lead_ctx)
 
 
 def observe(dialer: DialerClient) -> Observed:
@@ -99,14 +109,30 @@ def check_applicable(plan: Plan, *, force: bool) -> None:
 
 
 def apply_plan(
-    ctx: Context, plan: Plan, desired: Desired, *, kind: str = "apply", force: bool = False,
-    keep_going: Callable[[], bool] | None = None,
+    ctx: Context, gathered: Gathered, plan: Plan | None = None, *, kind: str = "apply",
+    force: bool = False, keep_going: Callable[[], bool] | None = None,
 ) -> RunReport:
+    """Apply `plan` (default: the gathered one). Call with the write lease held."""
+    plan = plan or gathered.plan
     check_applicable(plan, force=force)
+    book = LeadBook(ctx.store)
+    interrupted = book.settle_interrupted()
+    if interrupted:
+        log.warning("lead_batches_in_doubt", batches=interrupted,
+                    reason="a previous run stopped between sending and recording")
+    keep_going = keep_going or (lambda: True)
     run_id = ctx.store.start_run(kind, plan.digest)
     with structlog.contextvars.bound_contextvars(run_id=run_id):
         log.info("run_started", kind=kind, ops=len(plan.ops), plan_digest=plan.digest)
-        report = Executor(ctx.dialer, ctx.store, desired, run_id, keep_going).apply(plan)
+        report = Executor(ctx.dialer, ctx.store, gathered.desired, run_id, keep_going,
+                          ctx.spec.policy.user_fields).apply(
+            replace(plan, ops=tuple(op for op in plan.ops if not isinstance(op, AddLeads))))
+        if gathered.leads is not None and ctx.spec.leads is not None \
+                and report.outcome in ("ok", "partial"):
+            stream = leadflow.events(ctx.crm, ctx.spec.leads, book, gathered.leads)
+            leadflow.send_leads(ctx.dialer, book, stream, plan, report, keep_going)
+            if report.outcome == "ok" and report.failures:
+                report.outcome = "partial"
         ctx.store.finish_run(run_id, report.outcome, report.counts, report.message)
         log.info("run_finished", kind=kind, outcome=report.outcome, **report.counts)
     return report

@@ -23,7 +23,7 @@ from reconciler.errors import (
     DialerUnavailable,
     DoesNotExist,
 )
-from reconciler.model import Desired, DesiredUser
+from reconciler.model import USER_FIELDS, Desired, DesiredUser
 from reconciler.plan import AddList, AddUser, AdoptList, DeactivateUser, Op, Plan, UpdateUser
 from reconciler.state.store import ShadowEffect, StateStore, StepWriter
 
@@ -51,8 +51,10 @@ class RunReport:
 
 class Executor:
     def __init__(self, api: DialerClient, store: StateStore, desired: Desired,
-                 run_id: str, keep_going: Callable[[], bool] | None = None) -> None:
+                 run_id: str, keep_going: Callable[[], bool] | None = None,
+                 owned_fields: tuple[str, ...] = USER_FIELDS) -> None:
         self.api, self.store, self.desired, self.run_id = api, store, desired, run_id
+        self.owned_fields = owned_fields
         # Asked after every recorded step: renews the lease, notices a shutdown request.
         self.keep_going = keep_going or (lambda: True)
         self._handlers: dict[type[Any], Callable[[Any], StepResult]] = {
@@ -133,8 +135,10 @@ class Executor:
             self.api.add_user(agent_user=want.agent_user, **_creatable(want))
             outcome = "created"
         except AlreadyExists:
-            # Already there (created by hand, or our earlier answer was lost): make it match.
-            self.api.update_user(want.agent_user, **_creatable(want), active="Y")
+            # Already there (created by hand, or our earlier answer was lost): make what we own
+            # match. Fields the spec does not own stay as the dialer has them.
+            owned = {k: v for k, v in _creatable(want).items() if k in self.owned_fields}
+            self.api.update_user(want.agent_user, **owned, active="Y")
             outcome = "converged"
         return StepResult(outcome, "", _save_whole(want, active="Y"))
 

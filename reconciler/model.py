@@ -75,7 +75,8 @@ class RowRejection:
     key: str
     field: str
     rule: str
-    row: int                                         # 1-based position in the CRM result
+    row: int                                         # 1-based position in the CRM result; 0
+                                                     # for leads, which stream in key order
 
 
 @dataclass(frozen=True)
@@ -114,4 +115,24 @@ class SyncPolicy:
     on_user_inactive: str = "deactivate"             # deactivate | ignore
     manage_users: bool = True
     manage_lists: bool = True
+    lead_duplicates: str = "keep_first"              # same phone in one list: keep_first|send_all
 
+
+
+# --- leads: streamed, never held whole in memory ---------------------------------------------
+
+
+@dataclass(frozen=True)
+class DesiredLead:
+    key: str                                         # the CRM's key of the lead
+    list_id: str
+    fields: Mapping[str, str]                        # what add_multi_lead sends, normalised
+    digest: str                                      # of fields: tells a change after export
+
+
+@dataclass(frozen=True)
+class RecordedLead:
+    key: str
+    list_id: str
+    digest: str
+    status: str                                      # pending | sent | rejected | in_doubt

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, ClassVar
 
 PLAN_FORMAT = "reconciler.plan"
-PLAN_VERSION = 1
+PLAN_VERSION = 2   # 2: lead batches, lead counts, note keys
 SECRET_SHOWN_AS = "(changed)"  # noqa: S105 - a placeholder
 
 
@@ -93,6 +93,20 @@ class AdoptList:
 
 
 @dataclass(frozen=True)
+class AddLeads:
+    """One add_multi_lead batch. The plan lists keys; apply reads the fields from the CRM again."""
+
+    kind: ClassVar[str] = "add_leads"
+    list_id: str
+    seq: int
+    keys: tuple[str, ...]
+
+    @property
+    def key(self) -> str:
+        return f"{self.list_id}/{self.seq}"
+
+
+@dataclass(frozen=True)
 class Reject:
     kind: ClassVar[str] = "reject"
     resource: str
@@ -109,13 +123,14 @@ class Note:
     kind: ClassVar[str] = "note"
     resource: str
     key: str
-    topic: str                                  # drift | unmanaged | cannot_update | orphaned
+    topic: str               # drift | unmanaged | cannot_update | orphaned | unreadable
     message: str
+    keys: tuple[str, ...] = ()                  # the objects concerned, when there are many
 
 
-Op = AddUser | UpdateUser | DeactivateUser | AddList | AdoptList
+Op = AddUser | UpdateUser | DeactivateUser | AddList | AdoptList | AddLeads
 OP_TYPES: dict[str, type[Any]] = {
-    cls.kind: cls for cls in (AddUser, UpdateUser, DeactivateUser, AddList, AdoptList)
+    cls.kind: cls for cls in (AddUser, UpdateUser, DeactivateUser, AddList, AdoptList, AddLeads)
 }
 
 
@@ -145,6 +160,7 @@ class Plan:
     notes: tuple[Note, ...] = ()
     breaches: tuple[GuardBreach, ...] = ()
     unavailable: str = ""                       # why the plan could not be computed
+    lead_counts: tuple[tuple[str, str, int], ...] = ()    # (list_id, state, leads)
     digest: str = field(default="", compare=False)
 
     @property
@@ -155,6 +171,9 @@ class Plan:
         counts: dict[str, int] = {}
         for op in self.ops:
             counts[op.kind] = counts.get(op.kind, 0) + 1
+        leads_to_send = sum(len(op.keys) for op in self.ops if isinstance(op, AddLeads))
+        if leads_to_send:
+            counts["leads_to_send"] = leads_to_send
         if self.rejects:
             counts["reject"] = len(self.rejects)
         if self.notes:
@@ -177,6 +196,7 @@ def content_json(plan: Plan) -> dict[str, Any]:
         "rejects": [asdict(r) for r in plan.rejects],
         "notes": [asdict(n) for n in plan.notes],
         "guard_breaches": [asdict(b) for b in plan.breaches],
+        "lead_counts": [list(c) for c in plan.lead_counts],
         "summary": plan.count(),
     }
 
@@ -188,8 +208,7 @@ def compute_digest(plan: Plan) -> str:
 
 def sealed(plan: Plan) -> Plan:
     """The plan with its digest filled in."""
-    return Plan(plan.basis, plan.ops, plan.rejects, plan.notes, plan.breaches,
-                plan.unavailable, digest=compute_digest(plan))
+    return replace(plan, digest=compute_digest(plan))
 
 
 def to_json(plan: Plan) -> dict[str, Any]:
@@ -207,9 +226,11 @@ def from_json(document: dict[str, Any]) -> Plan:
             basis=Basis(**document["basis"]),
             ops=tuple(_op_from_json(item) for item in document["ops"]),
             rejects=tuple(Reject(**item) for item in document["rejects"]),
-            notes=tuple(Note(**item) for item in document["notes"]),
+            notes=tuple(Note(**{**item, "keys": tuple(item.get("keys", ()))})
+                        for item in document["notes"]),
             breaches=tuple(GuardBreach(**item) for item in document["guard_breaches"]),
             unavailable=document["unavailable"],
+            lead_counts=tuple((str(a), str(b), int(c)) for a, b, c in document["lead_counts"]),
         )
     except (KeyError, TypeError) as exc:
         raise ValueError(f"plan file is malformed: {exc}") from None
@@ -229,5 +250,7 @@ def _op_from_json(item: dict[str, Any]) -> Op:
         values["secret_fields"] = tuple(values["secret_fields"])
     if cls is UpdateUser:
         values["changes"] = tuple(FieldChange(**c) for c in values["changes"])
+    if cls is AddLeads:
+        values["keys"] = tuple(values["keys"])
     op: Op = cls(**values)
     return op

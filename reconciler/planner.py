@@ -48,7 +48,7 @@ def make_plan(
     policy: SyncPolicy = SyncPolicy(),
     guards: GuardSettings = GuardSettings(),
 ) -> Plan:
-    if observed.lists is None and policy.manage_lists:
+    if observed.lists is None:
         return sealed(Plan(basis, unavailable=observed.unavailable_reason or "dialer not read"))
     rejects = tuple(
         Reject(r.resource, r.key, r.field, r.rule, r.row) for r in desired.rejections

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 from reconciler.plan import (
+    AddLeads,
     AddList,
     AddUser,
     AdoptList,
@@ -24,7 +25,7 @@ def render_plan(plan: Plan) -> str:
     lines = [f"Reconciler {mode}plan for target {basis.target!r} "
              f"(state version {basis.state_version}, plan {plan.digest[:12]})", ""]
     lists = [op for op in plan.ops if isinstance(op, (AddList, AdoptList))]
-    users = [op for op in plan.ops if not isinstance(op, (AddList, AdoptList))]
+    users = [op for op in plan.ops if isinstance(op, (AddUser, UpdateUser, DeactivateUser))]
     if lists:
         lines += ["Lists:", *(f"  {_op_line(op)}" for op in lists), ""]
     if users:
@@ -36,11 +37,13 @@ def render_plan(plan: Plan) -> str:
                           if not c.secret else f"      {c.field}: {c.new}"
                           for c in op.changes]
         lines.append("")
+    lines += _lead_lines(plan)
     if plan.rejects:
         lines.append("Rejected CRM rows (not sent; fix them in the CRM):")
         for r in plan.rejects:
+            row = f" row {r.row}" if r.row else ""
             key = f" {r.key!r}" if r.key else ""
-            lines.append(f"  ! {r.resource} row {r.row}{key}: {r.field} {r.reason}")
+            lines.append(f"  ! {r.resource}{row}{key}: {r.field} {r.reason}")
         lines.append("")
     if plan.notes:
         lines.append("Notes:")
@@ -72,7 +75,41 @@ def summary_line(plan: Plan) -> str:
     ]
     if counts.get("adopt_list"):
         parts.append(f"{counts['adopt_list']} to adopt")
+    if counts.get("leads_to_send"):
+        parts.append(f"{counts['leads_to_send']:,} leads to send in {counts['add_leads']:,} "
+                     f"batch{'es' if counts['add_leads'] != 1 else ''}")
     return f"Plan: {', '.join(parts)}.{tail}"
+
+
+_LEAD_STATES = (("sent", "already sent"), ("in_doubt", "in doubt"),
+                ("rejected_before", "rejected by the dialer before"), ("rejected", "rejected now"),
+                ("gone", "no longer in the CRM"))
+
+
+def _lead_lines(plan: Plan) -> list[str]:
+    """Counts per list: a plan over a million leads stays a screenful."""
+    if not plan.lead_counts:
+        return []
+    counts: dict[str, dict[str, int]] = {}
+    for list_id, state, n in plan.lead_counts:
+        counts.setdefault(list_id, {})[state] = n
+    batches: dict[str, int] = {}
+    for op in plan.ops:
+        if isinstance(op, AddLeads):
+            batches[op.list_id] = batches.get(op.list_id, 0) + 1
+    lines = ["Leads:"]
+    for list_id in sorted(counts):
+        found = counts[list_id]
+        others = ", ".join(f"{found[state]:,} {label}" for state, label in _LEAD_STATES
+                           if found.get(state))
+        to_send = found.get("to_send", 0)
+        if to_send:
+            n = batches.get(list_id, 0)
+            head = f"+ list {list_id}: {to_send:,} to send in {n} batch{'es' if n != 1 else ''}"
+        else:
+            head = f"  list {list_id}: nothing to send"
+        lines.append(f"  {head}" + (f" ({others})" if others else ""))
+    return [*lines, ""]
 
 
 def _op_line(op: Op) -> str:
@@ -92,7 +129,7 @@ def _op_line(op: Op) -> str:
         return f"~ user {op.agent_user}"
     if isinstance(op, DeactivateUser):
         return f"- user {op.agent_user} ({op.reason})"
-    raise TypeError(type(op).__name__)
+    raise TypeError(type(op).__name__)  # lead batches are shown as counts, by _lead_lines
 
 
 def _shown(value: str | None, secret: bool) -> str:

@@ -42,8 +42,24 @@ def open_context(
         )
 
 
-def write_lease(ctx: Context, wait_seconds: float = 0.0) -> Lease:
-    """Taken by every command that writes to the dialer; released on exit."""
-    lease = Lease(ctx.store.engine, f"apply:{ctx.settings.dialer.target}")
+@contextmanager
+def open_state(settings: Settings) -> Iterator[StateStore]:
+    """The state database alone, for commands that neither read the CRM nor call the dialer."""
+    engine = db.open_engine(settings.state.url)
+    try:
+        db.require_current(engine)
+        yield StateStore(engine, settings.dialer.target)
+    finally:
+        engine.dispose()
+
+
+def write_lease(store: StateStore, wait_seconds: float = 0.0) -> Lease:
+    """Taken by every command that writes state or calls the dialer to change it; a context
+    manager that releases it. Renew it (lease.renew) while working: it expires otherwise."""
+    lease = Lease(store.engine, lease_name(store.target))
     lease.acquire(wait_seconds)
     return lease
+
+
+def lease_name(target: str) -> str:
+    return f"apply:{target}"

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from reconciler.dialer.fields import LEAD_RULES
 from reconciler.errors import SpecError
 from reconciler.model import (
     LIST_FIELDS,
@@ -25,6 +26,8 @@ from reconciler.model import (
 
 SPEC_VERSION = 1
 POLICIES = ("deactivate", "ignore")
+LEAD_DUPLICATE_POLICIES = ("keep_first", "send_all")
+LEAD_KEY = "lead_key"      # the CRM's own key of a lead; the dialer has none we can choose
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
 
 
@@ -60,15 +63,18 @@ class Spec:
     users: ResourceSpec | None
     lists: ResourceSpec | None
     policy: SyncPolicy
+    leads: ResourceSpec | None = None
 
 
 _RESOURCES = {
     "users": ("agent_user", USER_FIELDS, USER_REQUIRED_FIELDS),
     "lists": ("list_id", LIST_FIELDS, LIST_REQUIRED_FIELDS),
+    "leads": (LEAD_KEY, tuple(LEAD_RULES), ("list_id", "phone_number")),
 }
 _RESOURCE_KEYS = {
     "users": {"query", "table", "fields", "on_removed", "on_inactive", "owned_fields"},
     "lists": {"query", "table", "fields", "owned_fields"},
+    "leads": {"query", "table", "fields", "key", "duplicates"},
 }
 _SOURCE_KEYS = {"column", "value", "default", "yes_no", "map"}
 
@@ -94,9 +100,14 @@ def parse_spec(raw: Mapping[str, Any], path: Path, spec_hash: str = "") -> Spec:
         raise SpecError(f"{where}: version must be {SPEC_VERSION}")
     resources = {name: _resource(name, raw[name], where) for name in _RESOURCES if name in raw}
     if not resources:
-        raise SpecError(f"{where}: declares no resource ([users] or [lists])")
+        raise SpecError(f"{where}: declares no resource ([users], [lists] or [leads])")
     users_raw, lists_raw = raw.get("users", {}), raw.get("lists", {})
     users, lists = resources.get("users"), resources.get("lists")
+    leads_raw = raw.get("leads", {})
+    duplicates = leads_raw.get("duplicates", "keep_first")
+    if duplicates not in LEAD_DUPLICATE_POLICIES:
+        raise SpecError(f"{where}: [leads] duplicates must be one of "
+                        f"{', '.join(LEAD_DUPLICATE_POLICIES)}, not {duplicates!r}")
     policy = SyncPolicy(
         user_fields=_owned("users", users_raw, users, USER_FIELDS, where),
         list_fields=_owned("lists", lists_raw, lists, LIST_FIELDS, where),
@@ -104,8 +115,9 @@ def parse_spec(raw: Mapping[str, Any], path: Path, spec_hash: str = "") -> Spec:
         on_user_inactive=_policy(users_raw, "on_inactive", where),
         manage_users=users is not None,
         manage_lists=lists is not None,
+        lead_duplicates=str(duplicates),
     )
-    return Spec(path, spec_hash, users, lists, policy)
+    return Spec(path, spec_hash, users, lists, policy, resources.get("leads"))
 
 
 def _resource(name: str, raw: Any, where: str) -> ResourceSpec:
@@ -127,6 +139,8 @@ def _resource(name: str, raw: Any, where: str) -> ResourceSpec:
     if not isinstance(fields_raw, Mapping):
         raise SpecError(f"{where}: missing [{name}.fields] mapping dialer fields to CRM columns")
     sources: dict[str, FieldSource] = {}
+    if name == "leads":
+        sources.update(_lead_key(raw, where))
     for dialer_field, source in fields_raw.items():
         if dialer_field != key_field and dialer_field not in allowed:
             raise SpecError(f"{where}: unknown dialer field {dialer_field!r} "
@@ -137,7 +151,19 @@ def _resource(name: str, raw: Any, where: str) -> ResourceSpec:
     for needed in required:
         if needed not in sources:
             raise SpecError(f"{where}: required dialer field {needed!r} is not mapped")
+    if name == "leads":
+        # The dialer keeps vendor_lead_code: by default it carries the CRM key back to us.
+        sources.setdefault("vendor_lead_code", FieldSource(column=sources[LEAD_KEY].column))
     return ResourceSpec(name, key_field, query, table, sources, required)
+
+
+def _lead_key(raw: Mapping[str, Any], where: str) -> dict[str, FieldSource]:
+    key = raw.get("key")
+    if not isinstance(key, str) or not key:
+        raise SpecError(f"{where}: 'key' must name the CRM column that identifies a lead")
+    if LEAD_KEY in raw.get("fields", {}):
+        raise SpecError(f"{where}: {LEAD_KEY!r} is set by 'key', not in fields")
+    return {LEAD_KEY: FieldSource(column=key)}
 
 
 def _source(raw: Any, where: str) -> FieldSource:

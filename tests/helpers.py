@@ -32,9 +32,10 @@ def dialer_settings(url: str = "http://sandbox/dialer/elision_api.php", **overri
 def engine_context(
     sandbox: SandboxDialer, state: sa.Engine, crm_url: str, tmp_path: Path,
     spec_path: Path = EXAMPLE_SPEC, guards: GuardSettings | None = None,
+    **dialer_overrides: Any,
 ) -> Iterator[Context]:
     settings = Settings(
-        dialer=dialer_settings(),
+        dialer=dialer_settings(**dialer_overrides),
         crm=CrmSettings(crm_url),
         state=StateSettings(url=str(state.url), digest_key_file=tmp_path / "digest.key"),
         guards=guards or GuardSettings(),
@@ -48,9 +49,10 @@ def engine_context(
 
 
 def make_crm(tmp_path: Path, agents: Sequence[dict[str, Any]] | None = None,
-             lists: Sequence[dict[str, Any]] = democrm.LISTS) -> str:
+             lists: Sequence[dict[str, Any]] = democrm.LISTS,
+             leads: Sequence[dict[str, Any]] = ()) -> str:
     url = democrm.sqlite_url(tmp_path / "crm.db")
-    democrm.create_crm(url, agents, lists).dispose()
+    democrm.create_crm(url, agents, lists, leads).dispose()
     return url
 
 

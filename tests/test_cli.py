@@ -85,7 +85,7 @@ def test_plan_json_is_versioned_and_free_of_secrets(
 ) -> None:
     assert cli.run("plan", "--json") == 0
     document = json.loads(capsys.readouterr().out)
-    assert document["format"] == "reconciler.plan" and document["version"] == 1
+    assert document["format"] == "reconciler.plan" and document["version"] == 2
     assert [op["op"] for op in document["ops"]] == ["add_list", "add_user", "add_user"]
     assert len(document["digest"]) == 64
     text = json.dumps(document)

@@ -103,12 +103,12 @@ def test_apply_converges_and_a_second_apply_makes_no_call(
             for crm_state in (first, second):
                 _write_crm(crm_url, crm_state)
                 gathered = gather_and_plan(ctx)
-                report = apply_plan(ctx, gathered.plan, gathered.desired, force=True)
+                report = apply_plan(ctx, gathered, force=True)
                 assert report.outcome == "ok", report.failures
                 again = gather_and_plan(ctx)
                 assert again.plan.ops == (), again.plan.ops
                 before = len(sandbox.snapshot()["calls"])
-                apply_plan(ctx, again.plan, again.desired)
+                apply_plan(ctx, again)
                 assert [c["function"] for c in sandbox.snapshot()["calls"][before:]] == []
                 _assert_dialer_matches(sandbox, again.desired)
         state.dispose()

@@ -27,7 +27,7 @@ def test_apply_then_plan_again_has_no_changes(
     with engine_context(sandbox, state_engine, crm, tmp_path) as ctx:
         first = gather_and_plan(ctx)
         assert first.plan.has_changes
-        report = apply_plan(ctx, first.plan, first.desired)
+        report = apply_plan(ctx, first)
         assert report.outcome == "ok"
         before = len(calls(sandbox))
         again = gather_and_plan(ctx)
@@ -55,7 +55,7 @@ def test_crm_edits_become_minimal_updates(sandbox: SandboxDialer, state_engine: 
     crm = make_crm(tmp_path, [agent("1000"), agent("1001"), agent("1002")], lists=[])
     with engine_context(sandbox, state_engine, crm, tmp_path) as ctx:
         first = gather_and_plan(ctx)
-        apply_plan(ctx, first.plan, first.desired)
+        apply_plan(ctx, first)
         crm_execute(crm, "UPDATE agents SET full_name = 'Renamed' WHERE username = '1000'")
         crm_execute(crm, "UPDATE agents SET password = 'fresh-pass' WHERE username = '1001'")
         crm_execute(crm, "DELETE FROM agents WHERE username = '1002'")
@@ -63,7 +63,7 @@ def test_crm_edits_become_minimal_updates(sandbox: SandboxDialer, state_engine: 
         assert [(op.kind, op.key) for op in second.plan.ops] == [
             ("update_user", "1000"), ("update_user", "1001"), ("deactivate_user", "1002")]
         mark = len(sandbox.snapshot()["calls"])
-        report = apply_plan(ctx, second.plan, second.desired)
+        report = apply_plan(ctx, second)
         assert report.counts == {"updated": 2, "deactivated": 1}
         sent = sandbox.snapshot()["calls"][mark:]
         assert sent[0]["params"] == {
@@ -91,7 +91,7 @@ def test_existing_dialer_objects_are_converged_and_adopted(
         plan = gather_and_plan(ctx)
         assert [(op.kind, op.key) for op in plan.plan.ops] == [
             ("adopt_list", "1101"), ("add_list", "1102"), ("add_user", "1000")]
-        report = apply_plan(ctx, plan.plan, plan.desired)
+        report = apply_plan(ctx, plan)
         # 1102 is on the dialer but inactive (absent from active_lists): add_list adopts it.
         assert report.counts == {"adopted": 2, "converged": 1}
         assert not gather_and_plan(ctx).plan.has_changes
@@ -105,11 +105,11 @@ def test_user_deleted_on_dialer_is_recreated(sandbox: SandboxDialer, sqlite_stat
     crm = make_crm(tmp_path, [agent("1000")], lists=[])
     with engine_context(sandbox, sqlite_state, crm, tmp_path) as ctx:
         first = gather_and_plan(ctx)
-        apply_plan(ctx, first.plan, first.desired)
+        apply_plan(ctx, first)
         sandbox.store.delete_user("1000")
         crm_execute(crm, "UPDATE agents SET full_name = 'Renamed' WHERE username = '1000'")
         second = gather_and_plan(ctx)
-        report = apply_plan(ctx, second.plan, second.desired)
+        report = apply_plan(ctx, second)
         assert report.counts == {"recreated": 1}
     assert {u["agent_user"] for u in sandbox.snapshot()["users"]} == {"1000"}
 
@@ -120,7 +120,7 @@ def test_dialer_rejection_is_recorded_and_the_run_goes_on(
     crm = make_crm(tmp_path, [agent("1000", team="NIGHTS"), agent("1001")], lists=[])
     with engine_context(sandbox, sqlite_state, crm, tmp_path) as ctx, capture_logs() as logs:
         first = gather_and_plan(ctx)
-        report = apply_plan(ctx, first.plan, first.desired)
+        report = apply_plan(ctx, first)
         steps = ctx.store.steps(report.run_id)
     assert report.outcome == "partial"
     assert report.counts == {"rejected": 1, "created": 1}
@@ -137,7 +137,7 @@ def test_missing_permission_stops_the_run(state_engine: sa.Engine, tmp_path: Pat
     crm = make_crm(tmp_path, [agent("1000"), agent("1001")], lists=[])
     with engine_context(sandbox, state_engine, crm, tmp_path) as ctx:
         first = gather_and_plan(ctx)
-        report = apply_plan(ctx, first.plan, first.desired)
+        report = apply_plan(ctx, first)
         steps = ctx.store.steps(report.run_id)
     assert report.outcome == "refused"
     assert "permission" in report.message.lower()
@@ -152,12 +152,12 @@ def test_guard_refuses_mass_deactivation_without_force(
     with engine_context(sandbox, sqlite_state, crm, tmp_path,
                         guards=GuardSettings(max_deactivations=2)) as ctx:
         first = gather_and_plan(ctx)
-        apply_plan(ctx, first.plan, first.desired)
+        apply_plan(ctx, first)
         crm_execute(crm, "DELETE FROM agents")          # a broken CRM query looks like this
         second = gather_and_plan(ctx)
         assert {b.guard for b in second.plan.breaches} == {"empty_desired", "max_deactivations"}
         with pytest.raises(PlanRefused, match="--force"):
-            apply_plan(ctx, second.plan, second.desired)
+            apply_plan(ctx, second)
     assert all(u["active"] == "Y" for u in sandbox.snapshot()["users"])
 
 
@@ -167,14 +167,14 @@ def test_resync_rebuilds_records_and_leaves_an_empty_plan(
     crm = make_crm(tmp_path)
     with engine_context(sandbox, state_engine, crm, tmp_path) as ctx:
         first = gather_and_plan(ctx)
-        apply_plan(ctx, first.plan, first.desired)
+        apply_plan(ctx, first)
         # Someone edits the dialer by hand and the state database is lost.
         sandbox.store.put_user("1001", full_name="Edited by hand", agent_pass="zzz")
         with ctx.store.engine.begin() as conn:
             conn.exec_driver_sql("DELETE FROM shadow_users")
             conn.exec_driver_sql("DELETE FROM shadow_lists")
         resync = gather_and_plan(ctx, resync=True)
-        report = apply_plan(ctx, resync.plan, resync.desired, kind="resync")
+        report = apply_plan(ctx, resync, kind="resync")
         assert report.outcome == "ok"
         assert report.counts == {"adopted": 4, "converged": 24}
         assert not gather_and_plan(ctx).plan.has_changes
@@ -189,7 +189,7 @@ def test_stop_request_finishes_the_current_step_and_records_it(
     crm = make_crm(tmp_path, [agent("1000"), agent("1001"), agent("1002")], lists=[])
     with engine_context(sandbox, sqlite_state, crm, tmp_path) as ctx:
         first = gather_and_plan(ctx)
-        report = apply_plan(ctx, first.plan, first.desired, keep_going=lambda: False)
+        report = apply_plan(ctx, first, keep_going=lambda: False)
         assert report.outcome == "stopped"
         assert "2 later step(s) not attempted" in report.message
         assert [s["key"] for s in ctx.store.steps(report.run_id)] == ["1000"]

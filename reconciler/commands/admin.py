@@ -10,6 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from reconciler.commands.common import EXIT_OK, load, setup_logging
+from reconciler.runtime import lease_name
 from reconciler.state import db
 from reconciler.state.lease import break_lease
 
@@ -73,7 +74,7 @@ def cmd_unlock(args: argparse.Namespace) -> int:
     engine = db.open_engine(settings.state.url)
     try:
         db.require_current(engine)
-        held = break_lease(engine, f"apply:{settings.dialer.target}")
+        held = break_lease(engine, lease_name(settings.dialer.target))
     finally:
         engine.dispose()
     print(f"lease broken (was held by {held['owner']})" if held else "no lease was held")

@@ -57,7 +57,8 @@ def sandbox_with_history() -> SandboxDialer:
 
 def run_demo(workdir: Path) -> int:
     crm_url = democrm.sqlite_url(workdir / "crm.db")
-    crm = democrm.create_crm(crm_url, democrm.sample_agents() + list(democrm.BAD_AGENTS))
+    crm = democrm.create_crm(crm_url, democrm.sample_agents() + list(democrm.BAD_AGENTS),
+                             leads=democrm.sample_leads(300) + list(democrm.BAD_LEADS))
     dialer = sandbox_with_history()
     with start_background(dialer) as server:
         settings = Settings(
@@ -73,17 +74,17 @@ def run_demo(workdir: Path) -> int:
         state.dispose()
         _say(f"Sandbox dialer at {server.url}; CRM at {crm_url}")
         with open_context(settings) as ctx:
-            _round(ctx, "1. First plan: the CRM has 29 agent rows and 5 lists")
+            _round(ctx, "1. First plan: the CRM has 29 agent rows, 5 lists and 304 leads")
             _edit_crm(crm)
-            _round(ctx, "2. HR edits the CRM: a rename, a new password, a leaver, "
-                        "a new list, a fixed team")
+            _round(ctx, "2. The CRM changes: a rename, a new password, a leaver, a fixed team, "
+                        "a new list with 120 leads, an edited lead")
             final = gather_and_plan(ctx).plan
             _say("3. Final plan")
             sys.stdout.write(render_plan(final))
         snapshot = dialer.snapshot()
     crm.dispose()
-    _say(f"The sandbox now holds {len(snapshot['users'])} users and "
-         f"{len(snapshot['lists'])} lists; it received {len(snapshot['calls'])} API calls.")
+    _say(f"The sandbox now holds {len(snapshot['users'])} users, {len(snapshot['lists'])} lists "
+         f"and {len(snapshot['leads'])} leads; it received {len(snapshot['calls'])} API calls.")
     return EXIT_OK if not final.has_changes else 1
 
 
@@ -91,7 +92,7 @@ def _round(ctx: Context, title: str) -> RunReport:
     gathered = gather_and_plan(ctx)
     _say(title)
     sys.stdout.write(render_plan(gathered.plan))
-    report = apply_plan(ctx, gathered.plan, gathered.desired, kind="apply")
+    report = apply_plan(ctx, gathered)
     print(f"\nApplied: {report.outcome} "
           f"({', '.join(f'{n} {k}' for k, n in sorted(report.counts.items()))})")
     for op, key, message in report.failures:
@@ -109,6 +110,9 @@ def _edit_crm(crm: sa.Engine) -> None:
         conn.exec_driver_sql("UPDATE agents SET team = 'AGENTS' WHERE username = '2005'")
         conn.exec_driver_sql("INSERT INTO calling_lists VALUES "
                              "('1106', 'Black Friday Leads', 'SALES', 1)")
+        democrm.insert_leads(conn, democrm.sample_leads(120, lists=("1106",), first_id=5001))
+        # Exported already: the dialer cannot update a lead, so the plan reports it as drift.
+        conn.exec_driver_sql("UPDATE crm_leads SET city = 'Surat' WHERE id = 7")
 
 
 def _say(text: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ from reconciler import plan as plan_data
 from reconciler.commands.common import EXIT_CHANGES, EXIT_OK, EXIT_REJECTED, load
 from reconciler.engine import (
     Context,
+    Gathered,
     apply_plan,
     check_applicable,
     gather_and_plan,
@@ -22,6 +24,7 @@ from reconciler.errors import PlanRefused
 from reconciler.executor import RunReport
 from reconciler.render import render_plan
 from reconciler.runtime import open_context, write_lease
+from reconciler.state.lease import Lease
 
 
 def register(sub: Any) -> None:
@@ -78,7 +81,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 def cmd_apply(args: argparse.Namespace) -> int:
     settings = load(args)
     saved = _read_plan_file(Path(args.planfile)) if args.planfile else None
-    with open_context(settings) as ctx, write_lease(ctx, args.lock_wait):
+    with open_context(settings) as ctx, write_lease(ctx.store, args.lock_wait) as lease:
         gathered = gather_and_plan(ctx, resync=saved.basis.resync if saved else False)
         plan = gathered.plan
         if saved is not None:
@@ -87,7 +90,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
                 raise PlanRefused("saved plan is stale: " + "; ".join(stale)
                                   + ". Make a new plan.")
             plan = saved
-        return _confirm_and_apply(ctx, args, plan, gathered.desired, kind="apply")
+        return _confirm_and_apply(ctx, args, gathered, plan, lease, kind="apply")
 
 
 def cmd_resync(args: argparse.Namespace) -> int:
@@ -98,13 +101,13 @@ def cmd_resync(args: argparse.Namespace) -> int:
             record_plan_run(ctx, gathered.plan, kind="resync-plan")
             _print_plan(args, gathered.plan)
             return 1 if gathered.plan.unavailable else EXIT_OK
-        with write_lease(ctx, args.lock_wait):
+        with write_lease(ctx.store, args.lock_wait) as lease:
             gathered = gather_and_plan(ctx, resync=True)
-            return _confirm_and_apply(ctx, args, gathered.plan, gathered.desired, kind="resync")
+            return _confirm_and_apply(ctx, args, gathered, gathered.plan, lease, kind="resync")
 
 
-def _confirm_and_apply(ctx: Context, args: argparse.Namespace, plan: plan_data.Plan,
-                       desired: Any, *, kind: str) -> int:
+def _confirm_and_apply(ctx: Context, args: argparse.Namespace, gathered: Gathered,
+                       plan: plan_data.Plan, lease: Lease, *, kind: str) -> int:
     _print_plan(args, plan)
     check_applicable(plan, force=args.force)
     if not plan.has_changes:
@@ -114,13 +117,27 @@ def _confirm_and_apply(ctx: Context, args: argparse.Namespace, plan: plan_data.P
         if answer.strip() != "yes":
             print("Apply cancelled.")
             return EXIT_OK
-    report = apply_plan(ctx, plan, desired, kind=kind, force=args.force)
+    report = apply_plan(ctx, gathered, plan, kind=kind, force=args.force,
+                        keep_going=_renewing(lease))
     print(_report_line(report))
     for op, key, message in report.failures:
         print(f"  ! {op} {key}: {message}")
-    if report.outcome in ("failed", "refused"):
+    if report.outcome in ("failed", "refused", "stopped"):
         return 1
     return EXIT_REJECTED if (report.failures or plan.rejects) else EXIT_OK
+
+
+def _renewing(lease: Lease) -> Callable[[], bool]:
+    """Renew the lease after every step: a long apply keeps it; a broken one stops the run."""
+
+    def keep_going() -> bool:
+        if lease.renew():
+            return True
+        print("error: the write lease was taken away (reconciler unlock --force?); stopping",
+              file=sys.stderr)
+        return False
+
+    return keep_going
 
 
 def _print_plan(args: argparse.Namespace, plan: plan_data.Plan) -> None:

@@ -69,8 +69,10 @@ class StepWriter:
         self._shadow_changed = True
 
     def bump_version_if_changed(self) -> None:
-        if not self._shadow_changed:
-            return
+        if self._shadow_changed:
+            self.bump_version()
+
+    def bump_version(self) -> None:
         updated = self._conn.execute(
             sa.update(state_targets).filter_by(target=self._target)
             .values(version=state_targets.c.version + 1, updated_at=now())

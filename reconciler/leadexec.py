@@ -1,0 +1,174 @@
+"""Send lead batches exactly once: intent committed, batch sent, each lead's outcome committed.
+
+Batches come from the same merge that made the plan, read afresh from the CRM; each must carry
+the keys the plan promised, or sending stops. A batch whose answer is lost stays in doubt and
+stops the run: the dialer is not answering, and nothing is ever resent blindly.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any
+
+import structlog
+
+from reconciler.dialer.client import DialerClient
+from reconciler.errors import (
+    DialerError,
+    DialerInDoubt,
+    DialerRefused,
+    DialerRejected,
+    DialerUnavailable,
+    FieldInvalid,
+)
+from reconciler.executor import RunReport
+from reconciler.leadplan import LeadBatch, LeadEvent
+from reconciler.plan import AddLeads
+from reconciler.state.leads import LeadBook, LeadResult
+
+log = structlog.get_logger()
+
+Progress = Callable[[int], None]
+
+
+class LeadSender:
+    def __init__(self, client: DialerClient, book: LeadBook, run_id: str, report: RunReport,
+                 *, blocked_lists: Mapping[str, str], keep_going: Callable[[], bool],
+                 progress: Progress | None = None) -> None:
+        self.client, self.book, self.run_id, self.report = client, book, run_id, report
+        self.blocked_lists = blocked_lists           # list_id -> why it could not be created
+        self.keep_going = keep_going
+        self.progress = progress or (lambda sent: None)
+        self.seq = 1000                               # step numbers after the plan's other ops
+
+    def send_all(self, events: Iterable[LeadEvent], planned: Iterable[AddLeads]) -> None:
+        expected: Iterator[AddLeads] = iter(planned)
+        for batch in (e for e in events if isinstance(e, LeadBatch)):
+            promised = next(expected, None)
+            if promised is None or promised.key != f"{batch.list_id}/{batch.seq}" \
+                    or promised.keys != batch.keys:
+                self._stop("failed", "the CRM's leads changed since the plan was made; "
+                                     "nothing more sent, plan again")
+                return
+            if not self._send(batch) or not self.keep_going():
+                if self.report.outcome == "ok":
+                    self._stop("stopped", "stopped on request")
+                return
+
+    def _send(self, batch: LeadBatch) -> bool:
+        """Send one batch. Returns False when the run must stop."""
+        self.seq += 1
+        started = time.monotonic()
+        blocked = self.blocked_lists.get(batch.list_id)
+        if blocked is not None:
+            self._step(batch, "skipped", f"list {batch.list_id} is not on the dialer: {blocked}",
+                       started)
+            return True
+        batch_id = self.book.record_intent(self.run_id, batch.list_id, batch.items)
+        try:
+            outcomes = self.client.add_multi_lead([fields for _, fields, _ in batch.items])
+        except DialerInDoubt as exc:
+            self.book.record_outcome(batch_id, [LeadResult(k, "in_doubt") for k in batch.keys],
+                                     "in_doubt", str(exc))
+            self._step(batch, "in_doubt", f"batch {batch_id}: {exc}", started)
+            return self._stop("failed", f"dialer unavailable: {exc}")
+        except (FieldInvalid, DialerRefused, DialerUnavailable) as exc:
+            # Nothing reached the dialer (checked before sending, refused, or never connected).
+            self.book.forget_unsent(batch_id, str(exc))
+            outcome = "rejected" if isinstance(exc, FieldInvalid) else "failed"
+            self._step(batch, outcome, str(exc), started)
+            if isinstance(exc, FieldInvalid):
+                return True
+            kind = "refused" if isinstance(exc, DialerRefused) else "failed"
+            return self._stop(kind, f"{'stopped' if kind == 'refused' else 'dialer unavailable'}"
+                                    f": {exc}")
+        except DialerRejected as exc:
+            # The whole request was refused: no lead was created.
+            results = [LeadResult(k, "rejected", message=str(exc)) for k in batch.keys]
+            self.book.record_outcome(batch_id, results, "answered", str(exc))
+            self._step(batch, "rejected", str(exc), started)
+            return True
+        except DialerError as exc:
+            self.book.record_outcome(batch_id, [LeadResult(k, "in_doubt") for k in batch.keys],
+                                     "in_doubt", str(exc))
+            self._step(batch, "in_doubt", str(exc), started)
+            return self._stop("failed", str(exc))
+        results = [_result(key, outcome) for (key, _, _), outcome in zip(batch.items, outcomes,
+                                                                         strict=True)]
+        doubtful = sum(r.status == "in_doubt" for r in results)
+        self.book.record_outcome(batch_id, results, "in_doubt" if doubtful else "answered")
+        sent = sum(r.status == "sent" for r in results)
+        rejected = len(results) - sent - doubtful
+        outcome = "sent" if sent == len(results) else ("partial" if sent else "rejected")
+        message = f"{sent} sent, {rejected} rejected by the dialer" + (
+            f", {doubtful} in doubt (batch {batch_id})" if doubtful else "")
+        self._step(batch, outcome, message, started)
+        self.progress(len(results))
+        return True
+
+    def _step(self, batch: LeadBatch, outcome: str, message: str, started: float) -> None:
+        key = f"{batch.list_id}/{batch.seq}"
+        duration_ms = int((time.monotonic() - started) * 1000)
+        self.book.store.commit_step(self.run_id, self.seq, "add_leads", key, outcome, message,
+                                    duration_ms)
+        self.report.count(f"lead_batches_{outcome}")
+        fields: dict[str, Any] = {"op": "add_leads", "key": key, "outcome": outcome,
+                                  "leads": len(batch.items), "run_id": self.run_id,
+                                  "duration_ms": duration_ms}
+        if outcome in ("sent", "partial"):
+            log.info("step_applied", **fields, message=message)
+        else:
+            self.report.failures.append(("add_leads", key, message))
+            log.warning("step_failed", **fields, message=message)
+
+    def _stop(self, outcome: str, message: str) -> bool:
+        self.report.outcome = outcome
+        self.report.message = message
+        return False
+
+
+def _result(key: str, outcome: Any) -> LeadResult:
+    if outcome.success is None:
+        return LeadResult(key, "in_doubt", message=outcome.message)
+    if outcome.success:
+        return LeadResult(key, "sent", outcome.lead_id)
+    return LeadResult(key, "rejected", message=outcome.message)
+
+
+def progress_bar(total: int, enabled: bool) -> AbstractContextManager[Progress]:
+    """A bar on a terminal; structured `leads_progress` events otherwise."""
+    if enabled and total:
+        return RichBar(total)
+    return nullcontext(_logged_progress(total))
+
+
+def _logged_progress(total: int) -> Progress:
+    done = 0
+    last_logged = 0
+
+    def advance(sent: int) -> None:
+        nonlocal done, last_logged
+        done += sent
+        if done - last_logged >= max(1, total // 20) or done >= total:
+            last_logged = done
+            log.info("leads_progress", done=done, total=total)
+
+    return advance
+
+
+class RichBar(AbstractContextManager[Progress]):
+    def __init__(self, total: int) -> None:
+        from rich.console import Console
+        from rich.progress import Progress as RichProgress
+
+        self._bar = RichProgress(console=Console(stderr=True), transient=True)
+        self._task = self._bar.add_task("sending leads", total=total)
+
+    def __enter__(self) -> Progress:
+        self._bar.start()
+        return lambda sent: self._bar.advance(self._task, sent)
+
+    def __exit__(self, *exc: object) -> None:
+        self._bar.stop()

@@ -1,0 +1,121 @@
+"""Wire the lead merge to its edges: the CRM stream, the state stream, the client, the plan.
+
+`plan_leads` folds the events into plan data (keys and counts only); `send_leads` runs the same
+merge again from fresh streams and sends each batch as it comes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, replace
+
+import sqlalchemy as sa
+
+from reconciler.batching import BatchLimits
+from reconciler.crm_leads import stream_leads
+from reconciler.dialer import requests
+from reconciler.dialer.client import DialerClient, encoded_size, login_of
+from reconciler.dialer.fields import lead_problems
+from reconciler.executor import RunReport
+from reconciler.leadexec import LeadSender, progress_bar
+from reconciler.leadplan import CHANGED, LeadBatch, LeadContext, LeadDrift, LeadEvent, LeadTotals
+from reconciler.leadplan import lead_events as merge_leads
+from reconciler.model import Desired, Observed, Recorded
+from reconciler.plan import AddLeads, AddList, AdoptList, Note, Plan, Reject
+from reconciler.settings import DialerSettings
+from reconciler.spec import ResourceSpec
+from reconciler.state.leads import LeadBook
+
+NOTE_KEYS_SHOWN = 1000   # a drift note lists at most this many keys; its count says the rest
+
+
+@dataclass(frozen=True)
+class LeadPart:
+    ops: tuple[AddLeads, ...]
+    rejects: tuple[Reject, ...]
+    notes: tuple[Note, ...]
+    counts: tuple[tuple[str, str, int], ...]
+    digest: str
+
+
+def lead_context(settings: DialerSettings, plan: Plan, desired: Desired, recorded: Recorded,
+                 observed: Observed, keep_first_phone: bool) -> LeadContext:
+    planned = {op.list_id for op in plan.ops if isinstance(op, (AddList, AdoptList))}
+    usable = set(recorded.lists) | set(observed.lists or {}) | planned
+    blockers = {
+        r.key: f"list {r.key} is rejected in the CRM ({r.field} {r.rule})"
+        for r in desired.rejections if r.resource == "lists" and r.key and r.key not in usable
+    }
+    return LeadContext(frozenset(usable), blockers, batch_limits(settings), _check,
+                       keep_first_phone)
+
+
+def batch_limits(settings: DialerSettings) -> BatchLimits:
+    empty = requests.api_request(login_of(settings), "add_multi_lead", {"multi_leads": "[]"})
+    return BatchLimits(settings.leads_per_batch, settings.max_request_bytes,
+                       encoded_size(settings, empty))
+
+
+def _check(fields: Mapping[str, str]) -> list[tuple[str, str]]:
+    return lead_problems(fields)
+
+
+def events(crm: sa.Engine, resource: ResourceSpec, book: LeadBook, ctx: LeadContext
+           ) -> Iterator[LeadEvent]:
+    return merge_leads(stream_leads(crm, resource), book.stream_recorded(), ctx)
+
+
+def plan_leads(stream: Iterator[LeadEvent]) -> LeadPart:
+    ops: list[AddLeads] = []
+    rejects: list[Reject] = []
+    drift: dict[tuple[str, str], list[str]] = defaultdict(list)
+    drift_counts: dict[tuple[str, str], int] = defaultdict(int)
+    totals = LeadTotals({}, "")
+    for event in stream:
+        if isinstance(event, LeadBatch):
+            ops.append(AddLeads(event.list_id, event.seq, event.keys))
+        elif isinstance(event, Reject):
+            rejects.append(event)
+        elif isinstance(event, LeadDrift):
+            where = (event.list_id, event.topic)
+            drift_counts[where] += 1
+            if len(drift[where]) < NOTE_KEYS_SHOWN:
+                drift[where].append(event.key)
+        else:
+            totals = event
+    notes = tuple(
+        Note("leads", list_id, "drift",
+             f"{drift_counts[list_id, topic]} lead(s) "
+             + ("changed in the CRM after export" if topic == CHANGED
+                else "moved to another list in the CRM after export")
+             + "; the API has no update_lead, change them on the dialer",
+             tuple(drift[list_id, topic]))
+        for list_id, topic in sorted(drift)
+    )
+    counts = tuple(sorted((list_id, state, n) for (list_id, state), n in totals.counts.items()))
+    return LeadPart(tuple(ops), tuple(rejects), notes, counts, totals.digest)
+
+
+def with_leads(plan: Plan, part: LeadPart) -> Plan:
+    basis = replace(plan.basis, desired_digest=hashlib.sha256(
+        f"{plan.basis.desired_digest}:{part.digest}".encode()).hexdigest())
+    return replace(plan, basis=basis, ops=plan.ops + part.ops,
+                   rejects=plan.rejects + part.rejects, notes=plan.notes + part.notes,
+                   lead_counts=part.counts)
+
+
+def send_leads(client: DialerClient, book: LeadBook, stream: Iterator[LeadEvent], plan: Plan,
+               report: RunReport, keep_going: Callable[[], bool]) -> None:
+    planned = [op for op in plan.ops if isinstance(op, AddLeads)]
+    if not planned:
+        return
+    # Lists whose add_list failed in this run: their leads wait for a later run.
+    blocked = {key: message for op, key, message in report.failures if op == "add_list"}
+    total = sum(len(op.keys) for op in planned)
+    with progress_bar(total, enabled=sys.stderr.isatty()) as progress:
+        sender = LeadSender(client, book, report.run_id, report, blocked_lists=blocked,
+                            keep_going=keep_going, progress=progress)
+        sender.send_all(stream, planned)
