@@ -1,0 +1,139 @@
+"""The state schema: Alembic migrations round-trip, agree with schema.metadata, and are enforced.
+
+Every test runs on SQLite and on PostgreSQL (`database_url`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+
+from reconciler.cli import main
+from reconciler.errors import SchemaOutdated, StateError
+from reconciler.state import db, schema
+from reconciler.state.lease import Lease
+
+OUR_TABLES = {"state_targets", "shadow_users", "shadow_lists", "shadow_leads", "lead_batches",
+              "runs", "run_steps", "leases"}
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[sa.Engine]:
+    engine = db.open_engine(database_url)
+    yield engine
+    engine.dispose()
+
+
+def tables(engine: sa.Engine) -> set[str]:
+    return set(sa.inspect(engine).get_table_names()) - {"alembic_version"}
+
+
+def test_metadata_lists_the_tables_we_expect() -> None:
+    assert set(schema.metadata.tables) == OUR_TABLES
+
+
+def test_head_is_the_baseline() -> None:
+    assert db.head_revision() == "0001_baseline"
+
+
+def test_an_empty_database_is_refused_until_upgraded(engine: sa.Engine) -> None:
+    assert db.current_revision(engine) is None
+    with pytest.raises(SchemaOutdated) as caught:
+        db.require_current(engine)
+    message = str(caught.value)
+    assert "an empty database" in message and "0001_baseline" in message
+    assert "reconciler db upgrade" in message
+
+    db.upgrade(engine)
+    assert db.current_revision(engine) == db.head_revision() == "0001_baseline"
+    db.require_current(engine)                   # does not raise
+
+
+def test_upgrade_downgrade_upgrade_round_trips(engine: sa.Engine) -> None:
+    db.upgrade(engine)
+    assert tables(engine) == OUR_TABLES
+    inspector = sa.inspect(engine)
+    assert {ix["name"] for ix in inspector.get_indexes("run_steps")} == {"ix_run_steps_run_id"}
+    (fk,) = inspector.get_foreign_keys("run_steps")
+    assert (fk["referred_table"], fk["constrained_columns"]) == ("runs", ["run_id"])
+
+    db.downgrade(engine, "base")
+    assert tables(engine) == set()
+    assert db.current_revision(engine) is None
+    with pytest.raises(SchemaOutdated):
+        db.require_current(engine)
+
+    db.upgrade(engine)
+    assert tables(engine) == OUR_TABLES
+    assert db.current_revision(engine) == "0001_baseline"
+    # Usable again: the lease table takes a row.
+    assert Lease(engine, "apply:default", owner="a").try_acquire()
+
+
+def test_upgrade_twice_is_harmless(engine: sa.Engine) -> None:
+    db.upgrade(engine)
+    db.upgrade(engine)
+    assert tables(engine) == OUR_TABLES
+    assert db.current_revision(engine) == "0001_baseline"
+
+
+def test_the_migrations_match_schema_metadata(engine: sa.Engine) -> None:
+    """What the code reads and writes (schema.py) is what the migrations built."""
+    db.upgrade(engine)
+    with engine.connect() as conn:
+        context = MigrationContext.configure(
+            conn, opts={"compare_type": True, "compare_server_default": True})
+        differences = compare_metadata(context, schema.metadata)
+    assert differences == []
+
+
+def test_an_unreachable_database_is_a_state_error(tmp_path: Path) -> None:
+    engine = db.open_engine(f"sqlite:///{tmp_path / 'no' / 'such' / 'dir' / 'state.db'}")
+    with pytest.raises(StateError, match="state database cannot be opened"):
+        db.current_revision(engine)
+    with pytest.raises(StateError, match="state database cannot be migrated"):
+        db.upgrade(engine)
+    engine.dispose()
+
+
+def test_a_refused_connection_does_not_show_the_password() -> None:
+    engine = db.open_engine("postgresql+psycopg://rec:Canary-pw-7f3e@127.0.0.1:1/state")
+    with pytest.raises(StateError) as caught:
+        db.current_revision(engine)
+    assert "Canary" not in str(caught.value)
+    engine.dispose()
+
+
+@pytest.mark.parametrize("url", ["not a url", "nosuchdialect://x/y"])
+def test_an_unusable_url_is_a_state_error(url: str) -> None:
+    with pytest.raises(StateError, match=r"state\.url is not usable"):
+        db.open_engine(url)
+
+
+def test_db_commands(database_url: str, tmp_path: Path,
+                     capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "reconciler.toml"
+    config.write_text(f"""
+[dialer]
+url = "http://dialer/dialer/elision_api.php"
+user = "api"
+[crm]
+url = "sqlite:///{tmp_path / 'crm.db'}"
+[state]
+url = "{database_url}"
+""")
+
+    def run(*args: str) -> str:
+        assert main(["--config", str(config), "--log-format", "json", "db", *args]) == 0
+        return capsys.readouterr().out
+
+    assert run("current") == "empty (behind 0001_baseline: run `reconciler db upgrade`)\n"
+    assert run("upgrade") == "state database at 0001_baseline\n"
+    assert run("current") == "0001_baseline (current)\n"
+    assert run("downgrade", "base") == "state database at base (empty)\n"
+    assert run("current").startswith("empty (behind")
