@@ -24,7 +24,6 @@ from reconciler.dialer.replies import (
     LeadOutcome,
     LeadResults,
     ListAdded,
-    Reply,
     UserAdded,
     UserUpdated,
 )
@@ -43,8 +42,12 @@ from reconciler.settings import DialerSettings
 
 log = structlog.get_logger()
 
-# Functions that may be sent again after an unclear failure (DESIGN.md, "Safe retries").
-RESENDABLE = frozenset({"add_user", "update_user", "add_list", "active_lists"})
+# Functions that may be sent again after an unclear failure (DESIGN.md, "Safe retries"). The
+# second line is the vicidial dialect's: reads, and update_list (it sets fields to values).
+# add_lead, like add_multi_lead, is not: a lead sent twice is a lead called twice.
+RESENDABLE = frozenset({"add_user", "update_user", "add_list", "active_lists",
+                        "version", "user_details", "list_info", "update_list", "lead_search",
+                        "lead_all_info"})
 
 # Failures that prove the request never left this process: no connection was ever made, so even
 # add_multi_lead may be sent again. A failure after connecting (ReadTimeout, WriteError,
@@ -141,14 +144,15 @@ class DialerClient:
         if len(leads) > self.settings.leads_per_batch:
             raise FieldInvalid("add_multi_lead", "multi_leads",
                                f"must hold at most {self.settings.leads_per_batch} leads")
-        if encoded_size(self.settings, request) > self.settings.max_request_bytes:
+        limit = self.settings.request_byte_limit
+        if encoded_size(self.settings, request) > limit:
             raise FieldInvalid("add_multi_lead", "multi_leads",
-                               f"must encode to at most {self.settings.max_request_bytes} bytes")
+                               f"must encode to at most {limit} bytes")
         return list(_expect(self._call(request), LeadResults, request).outcomes)
 
     # --- transport ----------------------------------------------------------------------------
 
-    def _call(self, request: DialerRequest) -> Reply:
+    def _call(self, request: DialerRequest) -> object:
         fn = request.function
         attempts = 1 + max(0, self.settings.max_retries)
         for attempt in range(1, attempts + 1):
@@ -181,20 +185,24 @@ class DialerClient:
             self._sleep(delay)
         raise AssertionError("attempts is at least 1")
 
-    def _exchange(self, request: DialerRequest) -> Reply | _Failure:
+    def _exchange(self, request: DialerRequest) -> object:
         try:
             response = self._send(request)
         except _HTTPX_ERRORS as exc:
             sent = not isinstance(exc, _NOT_SENT + _BAD_URL)
             return _Failure(_transport_error(request, exc), sent=sent)
         try:
-            return parse_response(request.function, response.status_code, response.content,
-                                  request.secrets, lead_count=request.lead_count)
+            return self._parse(request, response)
         except DialerError as error:
             retry_after = None
             if response.status_code in (429, 503):
                 retry_after = retry_after_seconds(response.headers.get("Retry-After"))
             return _Failure(error, sent=True, retry_after=retry_after)
+
+    def _parse(self, request: DialerRequest, response: httpx.Response) -> object:
+        """One answer as a typed reply, or a DialerError. A dialect's client overrides this."""
+        return parse_response(request.function, response.status_code, response.content,
+                              request.secrets, lead_count=request.lead_count)
 
     def _delay(self, attempt: int, retry_after: float | None) -> float:
         """Capped exponential backoff; a Retry-After in seconds replaces it, under the same cap."""
@@ -224,11 +232,11 @@ def lead_batches(settings: DialerSettings, leads: Iterable[Lead]) -> Iterator[li
     """Split `leads`, in order, into add_multi_lead batches within both limits.
 
     Each batch holds at most `leads_per_batch` leads and its request encodes to at most
-    `max_request_bytes`. Batches are filled greedily, which gives the fewest batches an
+    `request_byte_limit`. Batches are filled greedily, which gives the fewest batches an
     order-keeping split can have. A lead too big to travel alone raises FieldInvalid.
     """
     login = login_of(settings)
-    limit = settings.max_request_bytes
+    limit = settings.request_byte_limit
 
     def size_with(multi_leads: str) -> int:
         request = requests.api_request(login, "add_multi_lead", {"multi_leads": multi_leads})
@@ -276,7 +284,7 @@ def _transport_error(request: DialerRequest, exc: Exception) -> DialerError:
     return DialerUnavailable(f"{fn}: cannot talk to the dialer ({cause})", function=fn)
 
 
-def _expect(reply: Reply, kind: type[_R], request: DialerRequest) -> _R:
+def _expect(reply: object, kind: type[_R], request: DialerRequest) -> _R:
     if not isinstance(reply, kind):
         raise DialerMalformed(f"{request.function}: unexpected kind of answer",
                               function=request.function)

@@ -55,7 +55,9 @@ class FieldRule:
         if isinstance(value, bool) or not isinstance(value, (str, int)):
             return RULE_TYPE
         text = str(value)
-        if any(unicodedata.category(char) in _CONTROL_CATEGORIES for char in text):
+        # Printable ASCII (most values) has no control character: skip the per-character look.
+        if not (text.isascii() and text.isprintable()) and any(
+                unicodedata.category(char) in _CONTROL_CATEGORIES for char in text):
             return RULE_CONTROL
         if self.choices:
             return None if text in self.choices else self.rule
@@ -144,6 +146,23 @@ LEAD_RULES: Mapping[str, FieldRule] = MappingProxyType({
 })
 LEAD_REQUIRED = ("phone_number", "list_id")
 
+# VICIdial's add_lead (NON-AGENT_API): one lead per call, with VICIdial's own bounds where they
+# are narrower than the lead columns: "phone_number - must be all numbers, 6-16 digits",
+# "phone_code - ... 1-4 digits (defaults to 1 if not set)", "list_id - ... 3-12 digits (defaults
+# to 999 if not set)". A list_id the dialer would replace by 999 must never be sent.
+VICIDIAL_LEAD_RULES: Mapping[str, FieldRule] = MappingProxyType({
+    **LEAD_RULES,
+    "phone_number": _digits(6, 16),
+    "list_id": _digits(3, 12),
+    "phone_code": _digits(0, 4),
+})
+# update_list changes these list fields (list_id names the list); same bounds as add_list.
+UPDATE_LIST_OPTIONAL = ("list_name", "campaign_id", "active")
+# VICIdial's lead reads: lead_search and lead_all_info look phone numbers of 6-19 digits up,
+# lead_all_info also a lead_id of 1-10 digits.
+SEARCH_PHONE_RULE = _digits(6, 19)
+LEAD_ID_RULE = _digits(1, 10)
+
 # Field rules per API function, as the CRM-row checker looks them up.
 RULES: Mapping[str, Mapping[str, FieldRule]] = MappingProxyType({
     "add_user": MappingProxyType({k: USER_RULES[k] for k in ADD_USER_REQUIRED + ADD_USER_OPTIONAL}),
@@ -151,6 +170,15 @@ RULES: Mapping[str, Mapping[str, FieldRule]] = MappingProxyType({
     "add_list": LIST_RULES,
     "active_lists": MappingProxyType({}),
     "add_multi_lead": LEAD_RULES,
+    # The vicidial dialect's functions.
+    "add_lead": VICIDIAL_LEAD_RULES,
+    "update_list": LIST_RULES,
+    "list_info": MappingProxyType({"list_id": LIST_RULES["list_id"]}),
+    "user_details": MappingProxyType({"agent_user": USER_RULES["agent_user"]}),
+    "lead_search": MappingProxyType({"phone_number": SEARCH_PHONE_RULE}),
+    "lead_all_info": MappingProxyType({"lead_id": LEAD_ID_RULE,
+                                       "phone_number": SEARCH_PHONE_RULE}),
+    "version": MappingProxyType({}),
 })
 
 
@@ -178,11 +206,16 @@ def check_login(user: object, password: object, source: object) -> tuple[str, st
     return None
 
 
-def lead_problems(lead: Mapping[str, object]) -> list[tuple[str, str]]:
-    """Every (field, rule) one lead breaks: missing required fields, unknown fields, bad values."""
+def lead_problems(
+    lead: Mapping[str, object], function: str = "add_multi_lead"
+) -> list[tuple[str, str]]:
+    """Every (field, rule) one lead breaks: missing required fields, unknown fields, bad values.
+
+    `function` is add_multi_lead (Elision) or add_lead (VICIdial, one lead per call).
+    """
     problems = [(name, RULE_REQUIRED) for name in LEAD_REQUIRED if name not in lead]
     for name, value in lead.items():
-        problem = check_field("add_multi_lead", name, value)
+        problem = check_field(function, name, value)
         if problem is not None:
             problems.append((name, problem))
     return problems

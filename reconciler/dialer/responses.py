@@ -54,6 +54,7 @@ _PHP_NOTICE = re.compile(
     re.IGNORECASE,
 )
 _FUNCTION_NAME = re.compile(r"[a-z]+_[a-z_]+")
+_API_NOTICE = re.compile(r"^NOTICE:\s")   # VICIdial's notices are upper case, PHP's are not
 _LEAD_KEY = re.compile(r"^lead\s*(\d{1,9})$", re.IGNORECASE)
 # CAMPAIGN-LISTID-NAME: the campaign is the shortest prefix followed by -digits-; the name keeps
 # any further dashes ("TESTING-20042018-20042018-hardik" is list 20042018 named "20042018-hardik").
@@ -111,20 +112,11 @@ def parse_response(
     `lead_count` is the size of an add_multi_lead batch, so that a lead the answer does not
     mention comes back as an outcome with `success=None` rather than disappearing.
     """
-    text = body.decode("utf-8", errors="replace").lstrip("\ufeff")
-    context = _Context(function, _secret_forms(secrets), text)
-    _check_status(context, http_status)
-    lines = [line.strip() for line in text.splitlines()]
-    start = next((i for i, line in enumerate(lines) if line and not _PHP_NOTICE.match(line)),
-                 None)
-    if start is None:
-        context.malformed("empty answer")
-    meaningful = "\n".join(lines[start:])
-    if meaningful[0] in "{[":
-        return _parse_json(_Context(function, context.secrets, meaningful), lead_count)
-    if meaningful.startswith("<"):
-        context.malformed("HTML page instead of an API answer")
-    return _parse_plain(context, lines[start:])
+    lines = answer_lines(function, http_status, body, secrets)
+    context = _Context(function, _secret_forms(secrets), "\n".join(lines))
+    if context.raw[0] in "{[":
+        return _parse_json(context, lead_count)
+    return _parse_plain(context, lines)
 
 
 def retry_after_seconds(header: str | None) -> float | None:
@@ -158,33 +150,95 @@ def _check_status(context: _Context, status: int) -> None:
     raise error(f"{fn}: {text}", function=fn, excerpt=context.excerpt())
 
 
-# --- plain-text answers -----------------------------------------------------------------------
+# --- building blocks for other dialects' parsers ----------------------------------------------
 
 
-def _parse_plain(context: _Context, lines: list[str]) -> Reply:
+@dataclass(frozen=True)
+class PlainLine:
+    """A `SUCCESS:`/`ERROR:` answer line read by `read_plain_line`: redacted, not yet judged."""
+
+    function: str
+    succeeded: bool
+    message: str                # secrets masked, whitespace normalised
+    data: tuple[str, ...]       # the `a|b|c` part, each secret field masked
+    excerpt: str                # a redacted excerpt of the line, for error messages
+
+
+def answer_lines(
+    function: str, http_status: int, body: bytes, secrets: Iterable[str] = (),
+    *, api_notices: bool = False,
+) -> list[str]:
+    """The answer's stripped lines, from the first one that is not blank or a PHP notice.
+
+    Raises as `parse_response` does for HTTP failures, empty answers and HTML pages; JSON is left
+    to the caller. With `api_notices`, the API's own `NOTICE: <function> ...` lines (VICIdial's)
+    count as answer lines rather than PHP diagnostics.
+    """
+    text = body.decode("utf-8", errors="replace").lstrip("\ufeff")
+    context = _Context(function, _secret_forms(secrets), text)
+    _check_status(context, http_status)
+    lines = [line.strip() for line in text.splitlines()]
+
+    def meaningful(line: str) -> bool:
+        if api_notices and _API_NOTICE.match(line):
+            return True
+        return bool(line) and not _PHP_NOTICE.match(line)
+
+    start = next((i for i, line in enumerate(lines) if meaningful(line)), None)
+    if start is None:
+        context.malformed("empty answer")
+    if lines[start].startswith("<"):
+        context.malformed("HTML page instead of an API answer")
+    return lines[start:]
+
+
+def read_plain_line(
+    function: str, lines: list[str], secrets: Iterable[str] = (),
+    secret_positions: tuple[int, ...] = (),
+) -> PlainLine:
+    """Read `lines[0]` (with the lines it was wrapped onto) as a SUCCESS or ERROR answer.
+
+    Both data separators are understood (` - a|b` and `: |a|b|`). Data fields at
+    `secret_positions` are masked whatever their value, as is the password a login error echoes.
+    """
     joined = _join_wrapped(lines)
-    context = _Context(context.function, context.secrets, joined)
+    context = _Context(function, _secret_forms(secrets), joined)
     match = _STATUS_LINE.match(joined)
     if match is None:
         context.malformed("neither SUCCESS nor ERROR")
     succeeded = match.group("status") == "SUCCESS"
-    rest = match.group("rest")
-    head, _, tail = rest.partition(" ")
-    if head == context.function:
-        rest = tail
-    elif succeeded and _FUNCTION_NAME.fullmatch(head):
+    head, _, tail = match.group("rest").partition(" ")
+    if succeeded and head != function and _FUNCTION_NAME.fullmatch(head):
         context.malformed(f"success for another function ({head})")
+    rest = tail if head == function else match.group("rest")
     message, data = _split_message(rest)
     raw_fields = data.split("|")
-    if not succeeded:
-        # The login error echoes the API password at position 1: mask it even if it is not ours.
-        if "login incorrect" in message.lower() and len(raw_fields) > 1:
-            context = _with_secrets(context, raw_fields[1:2])
-        # Split again after redaction, so a secret spanning the separator is masked whole.
-        _raise_error(context, _split_message(redact_text(rest, context.secrets))[0])
-    positions = _SECRET_POSITIONS.get(context.function, ())
+    # The positions describe the function's own answers; a login error echoes the password at 1.
+    positions = secret_positions if head == function else ()
+    if not succeeded and "login incorrect" in message.lower():
+        positions = (1,)
     context = _with_secrets(context, (raw_fields[i] for i in positions if i < len(raw_fields)))
-    return _plain_success(context, context.clean(message), context.fields(data))
+    # Split again after redaction, so a secret spanning the separator is masked whole.
+    message = _split_message(redact_text(rest, context.secrets))[0]
+    return PlainLine(function, succeeded, context.clean(message), context.fields(data),
+                     context.excerpt())
+
+
+def raise_plain_error(line: PlainLine) -> NoReturn:
+    """Raise the error `parse_response` raises for this ERROR line's message."""
+    _raise_error(_Context(line.function, frozenset(), line.excerpt), line.message)
+
+
+# --- plain-text answers -----------------------------------------------------------------------
+
+
+def _parse_plain(context: _Context, lines: list[str]) -> Reply:
+    line = read_plain_line(context.function, lines, context.secrets,
+                           _SECRET_POSITIONS.get(context.function, ()))
+    if not line.succeeded:
+        raise_plain_error(line)
+    return _plain_success(_Context(line.function, frozenset(), line.excerpt), line.message,
+                          line.data)
 
 
 def _join_wrapped(lines: list[str]) -> str:

@@ -8,15 +8,18 @@
     with start_background(dialer) as server: ...               # loopback HTTP, server.url
 
 Behaviour where the Elision document is silent is listed in `reconciler.sandbox.api`.
+`SandboxDialer(mode="vicidial")` answers as VICIdial 2.14 at VICIDIAL_API_PATH instead
+(`reconciler.sandbox.vicidial_api`).
 """
 
-from reconciler.sandbox.app import API_PATH, SandboxDialer, SandboxTransport
+from reconciler.sandbox.app import API_PATH, VICIDIAL_API_PATH, SandboxDialer, SandboxTransport
 from reconciler.sandbox.faults import FaultKind, FaultPlan
 from reconciler.sandbox.server import BackgroundServer, serve, start_background
 from reconciler.sandbox.store import ApiUser, SandboxData, SandboxLead, SandboxList, SandboxUser
 
 __all__ = [
     "API_PATH",
+    "VICIDIAL_API_PATH",
     "ApiUser",
     "BackgroundServer",
     "FaultKind",

@@ -1,7 +1,11 @@
 """SandboxDialer: the Elision API as a WSGI app, and as an in-process httpx transport.
 
+`SandboxDialer(mode="vicidial")` answers as VICIdial 2.14 does instead (reconciler.sandbox.
+vicidial_api), at VICIdial's path; the store, the faults and the other routes are the same.
+
 Routes:
-    GET|POST  /dialer/elision_api.php   the API (query string, form body, or both)
+    GET|POST  /dialer/elision_api.php   the API (query string, form body, or both); in vicidial
+                                        mode /vicidial/non_agent_api.php instead
     GET       /_sandbox/state           snapshot() as JSON
     GET       /_sandbox/faults          the pending fault plans
     POST      /_sandbox/faults          inject a fault: a JSON object with FaultPlan's fields
@@ -17,13 +21,13 @@ import time
 from collections.abc import Iterable
 from dataclasses import fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 from wsgiref.types import StartResponse, WSGIEnvironment
 
 import httpx
 
 from reconciler.redact import is_secret_name
-from reconciler.sandbox import api
+from reconciler.sandbox import api, vicidial_api
 from reconciler.sandbox.faults import (
     AFTER_COMMIT,
     ConnectionDrop,
@@ -43,16 +47,27 @@ from reconciler.sandbox.wire import (
 )
 
 API_PATH = "/dialer/elision_api.php"
+VICIDIAL_API_PATH = "/vicidial/non_agent_api.php"
+DialerMode = Literal["elision", "vicidial"]
 STATE_PATH = "/_sandbox/state"
 FAULTS_PATH = "/_sandbox/faults"
 
 
 class SandboxDialer:
-    """A fake Elision dialer. It is a WSGI application; `transport()` serves it to httpx."""
+    """A fake Elision (or VICIdial) dialer. A WSGI application; `transport()` serves it to httpx."""
 
-    def __init__(self, data: SandboxData | None = None, state_file: Path | None = None) -> None:
+    def __init__(self, data: SandboxData | None = None, state_file: Path | None = None,
+                 mode: DialerMode = "elision") -> None:
+        if mode not in get_args(DialerMode):
+            raise ValueError(f"mode must be one of {', '.join(get_args(DialerMode))}")
+        self.mode: DialerMode = mode
         self.store = Store(data or SandboxData(), state_file)
         self.faults = FaultInjector()
+
+    @property
+    def api_path(self) -> str:
+        """Where this sandbox serves the API: Elision's path, or VICIdial's in vicidial mode."""
+        return VICIDIAL_API_PATH if self.mode == "vicidial" else API_PATH
 
     # --- public API -------------------------------------------------------------------------
 
@@ -94,7 +109,7 @@ class SandboxDialer:
 
     def handle(self, incoming: Incoming) -> Answer:
         """Answer one request; raises ConnectionDrop when a fault loses the answer."""
-        if incoming.path == API_PATH:
+        if incoming.path == self.api_path:
             if incoming.method not in ("GET", "POST"):
                 return error_page(405)
             return self._api_call(incoming)
@@ -120,7 +135,8 @@ class SandboxDialer:
         # One transaction: answer, log and persist together, so a crash right after still
         # finds the effect on disk.
         with self.store.lock:
-            result = api.call(self.store, params)
+            result = (vicidial_api.call if self.mode == "vicidial" else api.call)(
+                self.store, params)
             lost = fault is not None and fault.kind in AFTER_COMMIT
             self.store.record_call(
                 function=function, method=incoming.method, params=safe,
@@ -128,6 +144,8 @@ class SandboxDialer:
                 result=result.outcome, fault=None if fault is None else fault.kind)
         if fault is not None:
             fault.after_commit()
+        if self.mode == "vicidial":
+            return vicidial_api.answer(result)
         return json_answer(result.body) if result.is_json else text_answer(result.body)
 
     def _faults_route(self, incoming: Incoming) -> Answer:

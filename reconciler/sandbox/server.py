@@ -19,7 +19,7 @@ from wsgiref.simple_server import ServerHandler, WSGIRequestHandler, WSGIServer,
 import structlog
 
 from reconciler.redact import redact_text
-from reconciler.sandbox.app import API_PATH, SandboxDialer
+from reconciler.sandbox.app import SandboxDialer
 from reconciler.sandbox.faults import ConnectionDrop, ConnectionHang
 
 log = structlog.get_logger(__name__)
@@ -86,7 +86,7 @@ def _base_url(server: _Server) -> str:
 def serve(dialer: SandboxDialer, host: str = "127.0.0.1", port: int = 8080) -> None:
     """Serve until interrupted (Ctrl-C returns normally)."""
     server = _make(dialer, host, port)
-    log.info("sandbox_listening", url=_base_url(server) + API_PATH)
+    log.info("sandbox_listening", url=_base_url(server) + dialer.api_path)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
@@ -131,5 +131,5 @@ def start_background(dialer: SandboxDialer, host: str = "127.0.0.1",
                               name=f"sandbox-dialer-{server.server_address[1]}", daemon=True)
     thread.start()
     base_url = _base_url(server)
-    return BackgroundServer(base_url=base_url, url=base_url + API_PATH, _server=server,
+    return BackgroundServer(base_url=base_url, url=base_url + dialer.api_path, _server=server,
                             _thread=thread)

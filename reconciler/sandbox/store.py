@@ -38,6 +38,7 @@ class ApiUser:
     can_modify_users: bool = True
     can_modify_lists: bool = True
     can_add_leads: bool = True
+    can_view_reports: bool = True   # VICIdial's reads (user_details, lead_search...) need it
 
 
 @dataclass
@@ -75,6 +76,15 @@ class SandboxList:
     list_name: str
     campaign_id: str
     active: str = "N"
+    # What VICIdial's list_info shows besides; the Elision API never shows them.
+    changed_at: str = ""
+    last_call_at: str = ""
+    expiration_date: str = "2099-12-31"
+    resets_today: int = 0
+
+    def public(self) -> dict[str, Any]:
+        return {"list_id": self.list_id, "list_name": self.list_name,
+                "campaign_id": self.campaign_id, "active": self.active}
 
 
 @dataclass
@@ -181,6 +191,10 @@ class Store:
         # VICIdial's lists table is keyed by a numeric list_id: rows come back in that order.
         return sorted(self._lists.values(), key=lambda x: (len(x.list_id), x.list_id))
 
+    def leads(self) -> list[SandboxLead]:
+        """Every lead, oldest first."""
+        return list(self._leads)
+
     def insert_lead(self, list_id: str, phone_number: str, lead_fields: dict[str, str]) -> int:
         lead_id = self._next_lead_id
         self._next_lead_id += 1
@@ -251,7 +265,7 @@ class Store:
         with self.lock:
             return {
                 "users": [self._users[k].public() for k in sorted(self._users)],
-                "lists": [asdict(x) for x in self._ordered_lists()],
+                "lists": [x.public() for x in self._ordered_lists()],
                 "leads": [lead.public() for lead in self._leads],
                 "calls": [asdict(call) for call in self._calls],
             }

@@ -1,0 +1,205 @@
+"""VicidialClient: the DialerClient transport and retries, speaking VICIdial's NON-AGENT API.
+
+What it changes from DialerClient:
+- answers are read by `parse_vicidial_response` (plain text everywhere, `: |` error data, bare
+  data rows for the reads);
+- every request is first checked against VICIdial's silent input rewrites: a value the dialer
+  would alter in a way we refuse (a password, a key) raises FieldInvalid before anything is sent;
+- active_lists and add_multi_lead do not exist there and are refused without a call;
+- reads (version, user_details, list_info, lead_search, lead_all_info) and update_list are
+  resent after an unclear failure; add_lead never is (client.RESENDABLE): a lead whose answer was
+  lost raises DialerInDoubt, and `find_lead` tells afterwards whether it landed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from typing import NoReturn, TypeVar
+
+import httpx
+import structlog
+
+from reconciler.dialer import vicidial_requests as build
+from reconciler.dialer.client import DialerClient
+from reconciler.dialer.fields import FieldValue
+from reconciler.dialer.replies import ActiveLists, LeadOutcome
+from reconciler.dialer.requests import DialerRequest, Lead
+from reconciler.dialer.vicidial_fields import (
+    vicidial_login_problems,
+    vicidial_rewrite,
+)
+from reconciler.dialer.vicidial_replies import (
+    LeadAdded,
+    LeadFound,
+    LeadSearch,
+    LeadsFound,
+    ListInfo,
+    ListUpdated,
+    PhoneMatches,
+    UserDetails,
+    VersionInfo,
+)
+from reconciler.dialer.vicidial_responses import parse_vicidial_response
+from reconciler.errors import (
+    ConfigError,
+    DialerInDoubt,
+    DialerMalformed,
+    DialerRefused,
+    DoesNotExist,
+    FieldInvalid,
+)
+from reconciler.settings import DialerSettings
+
+log = structlog.get_logger()
+
+_R = TypeVar("_R")
+_LOGIN_PARAMS = frozenset({"source", "user", "pass", "function"})
+
+
+class VicidialClient(DialerClient):
+    """Talks to one VICIdial server (`.../vicidial/non_agent_api.php`)."""
+
+    def __init__(
+        self,
+        settings: DialerSettings,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        broken = vicidial_login_problems(settings.user, settings.password)
+        if broken is not None:
+            key = {"user": "dialer.user", "pass": "dialer.password"}[broken[0]]
+            raise ConfigError(f"{key} {broken[1]}: every call would fail to log in")
+        super().__init__(settings, transport, sleep)
+
+    def __enter__(self) -> VicidialClient:
+        return self
+
+    # --- reads --------------------------------------------------------------------------------
+
+    def version(self) -> VersionInfo:
+        request = build.build_version()
+        return _expect(self._call(request), VersionInfo, request)
+
+    def user_details(self, agent_user: FieldValue) -> UserDetails:
+        """The agent as the dialer holds it; DoesNotExist when there is no such user."""
+        request = build.build_user_details(self._login, agent_user)
+        reply = _expect(self._call(request), UserDetails, request)
+        if reply.agent_user != str(agent_user):
+            _mismatch(request, "another user")
+        return reply
+
+    def list_info(self, list_id: FieldValue, *, leads_counts: bool = False) -> ListInfo:
+        """The list as the dialer holds it; DoesNotExist when there is no such list."""
+        request = build.build_list_info(self._login, list_id, leads_counts=leads_counts)
+        reply = _expect(self._call(request), ListInfo, request)
+        if reply.list_id != str(list_id):
+            _mismatch(request, "another list")
+        return reply
+
+    def lead_search(
+        self, phone_numbers: Sequence[FieldValue], *, records: int | None = None
+    ) -> LeadSearch:
+        """Lead ids per phone number, newest first; a number nobody has maps to no ids."""
+        request = build.build_lead_search(self._login, phone_numbers, records=records)
+        try:
+            return _expect(self._call(request), LeadSearch, request)
+        except DoesNotExist:   # "NO MATCHES FOUND IN THE SYSTEM"
+            return LeadSearch(tuple(PhoneMatches(str(p), ()) for p in phone_numbers))
+
+    def lead_all_info(
+        self, *, lead_id: FieldValue | None = None, phone_number: FieldValue | None = None
+    ) -> tuple[LeadFound, ...]:
+        """Every lead with this lead_id or phone number, newest first; () when there is none."""
+        request = build.build_lead_all_info(self._login, lead_id=lead_id,
+                                            phone_number=phone_number)
+        try:
+            return _expect(self._call(request), LeadsFound, request).leads
+        except DoesNotExist:   # "LEAD NOT FOUND"
+            return ()
+
+    def find_lead(
+        self, phone_number: FieldValue, *, list_id: FieldValue, vendor_lead_code: FieldValue
+    ) -> tuple[LeadFound, ...]:
+        """The leads a lost add_lead may have created: same phone, list and vendor_lead_code.
+
+        None found: the lead never landed and may be sent. One: it landed, with that lead_id.
+        More: it was sent more than once before; an operator decides.
+        """
+        return tuple(
+            lead for lead in self.lead_all_info(phone_number=phone_number)
+            if lead.list_id == str(list_id) and lead.vendor_lead_code == str(vendor_lead_code))
+
+    # --- writes -------------------------------------------------------------------------------
+
+    def update_list(self, list_id: FieldValue, **changes: FieldValue) -> ListUpdated:
+        """Change list_name, campaign_id and/or active; DoesNotExist when there is no such list."""
+        request = build.build_update_list(self._login, list_id, changes)
+        return _expect(self._call(request), ListUpdated, request)
+
+    def add_lead(
+        self, lead: Lead, *, duplicate_check: Sequence[str] = (), list_exists_check: bool = True
+    ) -> LeadAdded:
+        """Send one lead, once. DialerInDoubt when it may have landed but no answer was read;
+        DuplicateLead (an AlreadyExists) names the lead a duplicate_check found."""
+        request = replace(build.build_add_lead(self._login, lead, duplicate_check=duplicate_check,
+                                               list_exists_check=list_exists_check),
+                          lead_count=1)
+        reply = _expect(self._call(request), LeadAdded, request)
+        if reply.list_id != str(lead["list_id"]):
+            raise DialerInDoubt(
+                "add_lead: the dialer's answer names another list; the lead's outcome is unknown",
+                function="add_lead")
+        return reply
+
+    # --- what VICIdial does not have ----------------------------------------------------------
+
+    def active_lists(self) -> ActiveLists:
+        _absent("active_lists", "read each managed list with list_info")
+
+    def add_multi_lead(self, leads: Sequence[Lead]) -> list[LeadOutcome]:
+        _absent("add_multi_lead", "send leads one by one with add_lead")
+
+    # --- transport hooks ----------------------------------------------------------------------
+
+    def _call(self, request: DialerRequest) -> object:
+        _refuse_rewrites(request)
+        return super()._call(request)
+
+    def _parse(self, request: DialerRequest, response: httpx.Response) -> object:
+        return parse_vicidial_response(request.function, response.status_code,
+                                       response.content, request.secrets)
+
+
+def _refuse_rewrites(request: DialerRequest) -> None:
+    """FieldInvalid for a value VICIdial would alter and we refuse to send; log the others."""
+    rewritten = []
+    for name, value in request.params:
+        if name in _LOGIN_PARAMS:
+            continue
+        rewrite = vicidial_rewrite(request.function, name, value)
+        if rewrite is None:
+            continue
+        if rewrite.action == "reject":
+            raise FieldInvalid(request.function, name, rewrite.rule)
+        rewritten.append(name)
+    if rewritten:   # warned about when the row was checked; the dialer stores its own form
+        log.info("dialer_input_rewritten", function=request.function, fields=rewritten)
+
+
+def _expect(reply: object, kind: type[_R], request: DialerRequest) -> _R:
+    if not isinstance(reply, kind):
+        raise DialerMalformed(f"{request.function}: unexpected kind of answer",
+                              function=request.function)
+    return reply
+
+
+def _mismatch(request: DialerRequest, what: str) -> NoReturn:
+    raise DialerMalformed(f"{request.function}: the dialer's answer is about {what}",
+                          function=request.function)
+
+
+def _absent(function: str, instead: str) -> NoReturn:
+    raise DialerRefused(f"{function}: VICIdial has no such function; {instead}",
+                        function=function)

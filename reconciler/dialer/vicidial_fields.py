@@ -1,0 +1,161 @@
+"""What VICIdial silently does to the values it is sent, so we can refuse or warn first. Pure.
+
+VICIdial's non_agent_api.php filters its input before using it (with the system setting
+use_non_latin off, the default): every character outside a per-field set is dropped without a
+word, `+` becomes a space in most lead fields, and the database cuts agent_user at 20
+characters. A value the dialer rewrites is a value we would record wrongly, so each rewrite is
+judged once, here:
+
+- reject (the row is not sent): credentials, and values that name or key something —
+  agent_pass, phone_pass, agent_user, agent_user_group, phone_login, campaign_id, list_id,
+  phone_number, phone_code, vendor_lead_code (it is how an in-doubt lead is found again).
+  A rewritten password locks the agent out; a rewritten key names something else.
+- warn (sent; the dialer's value is what we record): text for people — agent_full_name,
+  list_name, email, and the lead's names, address, comments and the like. `InputRewrite.stored`
+  is the value the dialer will hold, so the planner can compare it with what the dialer shows.
+  A warned field whose stored value would break the field's own rule (empty name) is rejected.
+
+A `|` is never rewritten, but in vendor_lead_code or source_id it would shift the columns of
+lead_all_info's pipe-delimited answer: rejected too.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Literal
+
+from reconciler.dialer import fields
+
+Action = Literal["reject", "warn"]
+
+
+@dataclass(frozen=True)
+class _Filter:
+    """One of non_agent_api.php's `preg_replace` filters, as a regex character class."""
+
+    chars: str                   # body of the class of characters that are dropped
+    said: str                    # what the filter does, as the user reads it
+    plus_to_space: bool = False  # then `+` becomes a space
+    action: Action = "warn"
+
+    def apply(self, text: str) -> str:
+        kept = re.sub(f"[{self.chars}]", "", text)
+        return kept.replace("+", " ") if self.plus_to_space else kept
+
+    def describe(self) -> str:
+        return self.said + (" and turns + into a space" if self.plus_to_space else "")
+
+
+def _keep(chars: str, shown: str, *, plus_to_space: bool = False,
+          action: Action = "warn") -> _Filter:
+    return _Filter(f"^{chars}", f"keeps only {shown}", plus_to_space, action)
+
+
+_WORD = _keep(r"\-_0-9a-zA-Z", "A-Z a-z 0-9 - _", action="reject")
+_DIGITS = _keep("0-9", "0-9", action="reject")
+_LETTERS = _keep("A-Z", "A-Z")
+_LEAD_NAME = _keep(r"\- '+_.0-9a-zA-Z", "A-Z a-z 0-9 space - ' _ .", plus_to_space=True)
+_ADDRESS = _keep(r"\- '+.:/@_0-9a-zA-Z", "A-Z a-z 0-9 space - ' . : / @ _",
+                 plus_to_space=True)
+_FREE = _Filter(";#", "drops ; and #", plus_to_space=True)
+
+# Per field, as non_agent_api.php filters the variable of that name (one variable serves every
+# function, so `email` is filtered alike for users and leads).
+_FILTERS: Mapping[str, _Filter] = MappingProxyType({
+    "agent_pass": _WORD, "phone_pass": _WORD, "agent_user_group": _WORD, "phone_login": _WORD,
+    "campaign_id": _WORD,
+    "voicemail_id": _DIGITS, "agent_user_level": _DIGITS, "list_id": _DIGITS,
+    "phone_code": _DIGITS, "phone_number": _keep(",0-9", "0-9 ,", action="reject"),
+    "agent_full_name": _keep(r"\- +.:/@_0-9a-zA-Z", "A-Z a-z 0-9 space - + . : / @ _"),
+    "list_name": _keep(r"\- +.:/@?&_0-9a-zA-Z", "A-Z a-z 0-9 space - + . : / @ ? & _"),
+    "email": _keep(r"\- '+.:/@%_0-9a-zA-Z", "A-Z a-z 0-9 space - ' . : / @ % _",
+                   plus_to_space=True),
+    "active": _LETTERS, "country_code": _LETTERS, "gender": _LETTERS,
+    "vendor_lead_code": _Filter(";#", "drops ; and #", plus_to_space=True, action="reject"),
+    "source_id": _FREE, "comments": _FREE,
+    "title": _keep(r"\- '_.0-9a-zA-Z", "A-Z a-z 0-9 space - ' _ ."),
+    "first_name": _LEAD_NAME, "last_name": _LEAD_NAME, "alt_phone": _LEAD_NAME,
+    "middle_initial": _keep("0-9a-zA-Z", "A-Z a-z 0-9"),
+    "address1": _ADDRESS, "address2": _ADDRESS, "address3": _ADDRESS, "city": _ADDRESS,
+    "security_phrase": _ADDRESS, "owner": _ADDRESS,
+    "state": _keep(r"\- 0-9a-zA-Z", "A-Z a-z 0-9 space -"),
+    "province": _keep(r"\- '+._0-9a-zA-Z", "A-Z a-z 0-9 space - ' . _", plus_to_space=True),
+    "postal_code": _keep(r"\- '+0-9a-zA-Z", "A-Z a-z 0-9 space - '", plus_to_space=True),
+    "date_of_birth": _keep(r"\-0-9", "0-9 -"),
+})
+# The functions whose input the filters above apply to, with the field rules they obey.
+_FUNCTIONS = frozenset({"add_user", "update_user", "add_list", "update_list", "add_lead"})
+_PIPE_KEYS = frozenset({"vendor_lead_code", "source_id"})
+_SECRET_FIELDS = frozenset({"agent_pass", "phone_pass"})
+AGENT_USER_MAX = 20
+
+
+@dataclass(frozen=True)
+class InputRewrite:
+    """A value VICIdial would not store as sent. `rule` never contains the value."""
+
+    function: str
+    field: str
+    action: Action
+    rule: str
+    # What the dialer would store; "" for the passwords, which we never hold on to here.
+    stored: str = dataclasses.field(repr=False)
+
+
+def vicidial_rewrite(function: str, field_name: str, value: object) -> InputRewrite | None:
+    """How VICIdial would rewrite `value` of `field_name` in `function`; None if it keeps it."""
+    if function not in _FUNCTIONS or isinstance(value, bool) or not isinstance(value, (str, int)):
+        return None
+    text = str(value)
+    if field_name == "agent_user":
+        if len(text) > AGENT_USER_MAX:
+            return InputRewrite(function, field_name, "reject",
+                                f"must be at most {AGENT_USER_MAX} characters (VICIdial cuts "
+                                "the rest off)", text[:AGENT_USER_MAX])
+        return None
+    rule = _FILTERS.get(field_name)
+    if field_name in _PIPE_KEYS and "|" in text:
+        return InputRewrite(function, field_name, "reject",
+                            "must not contain | (it would break VICIdial's lead look-ups)",
+                            rule.apply(text) if rule is not None else text)
+    if rule is None:
+        return None
+    stored = rule.apply(text)
+    if stored == text:
+        return None
+    action: Action = rule.action
+    broken = fields.check_field(function, field_name, stored)
+    if action == "warn" and broken is not None and not broken.startswith("is not"):
+        action = "reject"   # what would be stored breaks the field's own rule
+    tense = "would be altered" if action == "reject" else "is altered"
+    return InputRewrite(function, field_name, action,
+                        f"{tense} by VICIdial, which {rule.describe()}",
+                        "" if field_name in _SECRET_FIELDS else stored)
+
+
+def vicidial_input_problems(function: str, field_name: str, value: object) -> str | None:
+    """The rule `value` breaks because VICIdial would rewrite it and we refuse that, or None.
+
+    Same contract as `fields.check_field`, so a CRM-row checker can ask both: None when the value
+    may be sent (perhaps with a warning, see `vicidial_rewrite`), else the rule to report.
+    """
+    rewrite = vicidial_rewrite(function, field_name, value)
+    return rewrite.rule if rewrite is not None and rewrite.action == "reject" else None
+
+
+def vicidial_stored(function: str, field_name: str, value: str) -> str:
+    """The value VICIdial would store for a sendable `value`: what the planner compares with."""
+    rewrite = vicidial_rewrite(function, field_name, value)
+    return value if rewrite is None or rewrite.field in _SECRET_FIELDS else rewrite.stored
+
+
+def vicidial_login_problems(user: str, password: str) -> tuple[str, str] | None:
+    """The API login field VICIdial would alter (so every call fails to log in), and the rule."""
+    for name, value in (("user", user), ("pass", password)):
+        if _WORD.apply(value) != value:
+            return name, f"would be altered by VICIdial, which {_WORD.describe()}"
+    return None
