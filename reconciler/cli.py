@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from reconciler import __version__
-from reconciler.commands import admin, demo, leads, runs
+from reconciler.commands import admin, daemon, demo, leads, runs, status
 from reconciler.errors import ReconcilerError
 from reconciler.redact import redact_text
 from reconciler.widget import command as widget
@@ -35,6 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     admin.register(sub)
     demo.register(sub)
     widget.register(sub)
+    daemon.register(sub)
+    status.register(sub)
     return parser
 
 

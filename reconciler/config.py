@@ -15,6 +15,8 @@ from dataclasses import MISSING, fields
 from pathlib import Path
 from typing import Any
 
+from reconciler.daemon.settings import DaemonSettings, build_daemon_settings
+from reconciler.dialect import DIALECTS
 from reconciler.errors import ConfigError
 from reconciler.settings import (
     CrmSettings,
@@ -35,6 +37,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "crm": CrmSettings,
     "state": StateSettings,
     "guards": GuardSettings,
+    "daemon": DaemonSettings,
 }
 
 
@@ -65,6 +68,9 @@ def load_settings(
     dialer = _build("dialer", DialerSettings, {**dialer_raw, "password": password}, path)
     if dialer.method not in ("GET", "POST"):
         raise ConfigError(f"dialer.method must be GET or POST, not {dialer.method!r}")
+    if dialer.dialect not in DIALECTS:
+        raise ConfigError(f"dialer.dialect must be one of {', '.join(DIALECTS)}, "
+                          f"not {dialer.dialect!r}")
     guards = _build("guards", GuardSettings, merged["guards"], path)
     _check_ranges({"dialer": dialer, "guards": guards})
 
@@ -82,6 +88,7 @@ def load_settings(
         guards=guards,
         spec_path=base / spec,
         source_file=path if path.exists() else None,
+        daemon=build_daemon_settings(merged["daemon"], path),
     )
 
 
@@ -93,6 +100,7 @@ _RANGES: dict[str, tuple[float, bool, float | None]] = {
     "dialer.backoff_base": (0, True, None),
     "dialer.backoff_max": (0, True, None),
     "dialer.leads_per_batch": (1, True, None),
+    "dialer.lead_concurrency": (1, True, 64),
     "dialer.max_request_bytes": (1, True, None),
     "guards.max_deactivations": (0, True, None),
     "guards.max_changed_share": (0, True, 1),
@@ -104,6 +112,8 @@ def _check_ranges(built: Mapping[str, Any]) -> None:
     for name, (low, low_ok, high) in _RANGES.items():
         section, key = name.split(".")
         value = getattr(built[section], key)
+        if value is None:      # unset: the code's default applies
+            continue
         ok = value >= low if low_ok else value > low      # written so that NaN is refused
         if not ok or (high is not None and not value <= high):
             rule = (f"between {low} and {high}" if high is not None

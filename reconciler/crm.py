@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 
@@ -44,7 +44,34 @@ class CrmUnavailable(ReconcilerError):
 class MappedRow:
     row: int
     key: str
-    values: dict[str, str]
+    values: dict[str, str]                           # as the dialer will store them
+    rewrites: tuple[tuple[str, str], ...] = ()       # (field, how the dialer alters it)
+
+
+class FieldJudge(Protocol):
+    """How the dialer judges a CRM value (a reconciler.dialect.Dialect is one)."""
+
+    def check(self, function: str, field: str, value: object) -> str | None: ...
+
+    def stored(self, function: str, field: str, value: str) -> str: ...
+
+    def rewrite_rule(self, function: str, field: str, value: str) -> str | None: ...
+
+
+class ApiRules:
+    """The API's field rules alone, for a dialer that stores what it is sent."""
+
+    def check(self, function: str, field: str, value: object) -> str | None:
+        return check_field(function, field, value)
+
+    def stored(self, function: str, field: str, value: str) -> str:
+        return value
+
+    def rewrite_rule(self, function: str, field: str, value: str) -> str | None:
+        return None
+
+
+API_RULES = ApiRules()
 
 
 def open_crm(url: str) -> sa.Engine:
@@ -54,32 +81,44 @@ def open_crm(url: str) -> sa.Engine:
         raise CrmUnavailable(f"crm.url is not usable: {redact_text(str(exc))}") from None
 
 
-def read_desired(engine: sa.Engine, spec: Spec, digest: Digester) -> Desired:
+def read_desired(engine: sa.Engine, spec: Spec, digest: Digester,
+                 judge: FieldJudge = API_RULES) -> Desired:
+    """The CRM's users and lists, checked by `judge`; values the dialer would alter but we
+    accept are kept in the form the dialer stores, and listed in `Desired.rewrites`."""
     rejections: list[RowRejection] = []
+    rewrites: list[RowRejection] = []
     users: dict[str, DesiredUser] = {}
     lists: dict[str, DesiredList] = {}
+
+    def checked(resource: ResourceSpec) -> list[MappedRow]:
+        rows = _checked_rows(engine, resource, rejections, judge)
+        rewrites.extend(RowRejection(resource.name, m.key, name, rule, m.row)
+                        for m in rows for name, rule in m.rewrites)
+        return rows
+
     if spec.users is not None:
-        for mapped in _checked_rows(engine, spec.users, rejections):
+        for mapped in checked(spec.users):
             secrets = {k: v for k, v in mapped.values.items() if k in USER_SECRET_FIELDS}
             plain = {k: v for k, v in mapped.values.items()
                      if k not in USER_SECRET_FIELDS and k != "agent_user"}
             digests = {k: digest(k, v) for k, v in secrets.items()}
             users[mapped.key] = DesiredUser(mapped.key, plain, digests, secrets)
     if spec.lists is not None:
-        for mapped in _checked_rows(engine, spec.lists, rejections):
+        for mapped in checked(spec.lists):
             plain = {k: v for k, v in mapped.values.items() if k != "list_id"}
             plain.setdefault("active", "N")   # the dialer's own default for add_list
             lists[mapped.key] = DesiredList(mapped.key, plain)
-    return Desired(users, lists, tuple(rejections))
+    return Desired(users, lists, tuple(rejections), tuple(rewrites))
 
 
 def _checked_rows(
-    engine: sa.Engine, resource: ResourceSpec, rejections: list[RowRejection]
+    engine: sa.Engine, resource: ResourceSpec, rejections: list[RowRejection],
+    judge: FieldJudge = API_RULES,
 ) -> list[MappedRow]:
     good: dict[str, MappedRow] = {}
     rows_of: dict[str, list[int]] = {}
     for number, row in enumerate(_fetch(engine, resource), start=1):
-        key, mapped = _map_row(resource, number, row, rejections)
+        key, mapped = _map_row(resource, number, row, rejections, judge)
         if key:
             rows_of.setdefault(key, []).append(number)
         if mapped is not None:
@@ -99,11 +138,13 @@ def _checked_rows(
 
 def _map_row(
     resource: ResourceSpec, number: int, row: sa.RowMapping,
-    rejections: list[RowRejection],
+    rejections: list[RowRejection], judge: FieldJudge = API_RULES,
 ) -> tuple[str, MappedRow | None]:
     """The row's key (empty when the key itself is bad) and the mapped row, if it is valid."""
     values: dict[str, str] = {}
     problems: list[tuple[str, str]] = []
+    rewrites: list[tuple[str, str]] = []
+    function = _CHECKED_AS[resource.name]
     for dialer_field, source in resource.fields.items():
         try:
             value = source_value(source, row)
@@ -116,9 +157,14 @@ def _map_row(
             continue
         if value is None:
             continue
-        rule = check_field(_CHECKED_AS[resource.name], dialer_field, value)
+        rule = judge.check(function, dialer_field, value)
         if rule is not None:
             problems.append((dialer_field, rule))
+        else:
+            altered = judge.rewrite_rule(function, dialer_field, value)
+            if altered is not None:
+                rewrites.append((dialer_field, altered))
+                value = judge.stored(function, dialer_field, value)
         values[dialer_field] = value
     key = values.get(resource.key_field, "")
     reported = {name for name, _ in problems}
@@ -130,7 +176,7 @@ def _map_row(
         for field_name, rule in problems:
             rejections.append(RowRejection(resource.name, shown_key, field_name, rule, number))
         return shown_key, None
-    return key, MappedRow(number, key, values)
+    return key, MappedRow(number, key, values, tuple(rewrites))
 
 
 def source_value(source: FieldSource, row: sa.RowMapping) -> str | None:
@@ -138,7 +184,13 @@ def source_value(source: FieldSource, row: sa.RowMapping) -> str | None:
     if source.value is not None:
         return source.value
     assert source.column is not None
-    raw = row[source.column]
+    return convert(source, row[source.column])
+
+
+def convert(source: FieldSource, raw: Any) -> str | None:
+    """A CRM value as the dialer field `source` describes it; ValueError names the rule."""
+    if source.value is not None:
+        return source.value
     text = "" if raw is None else _as_text(raw).strip()
     if not text:
         if source.default is None:

@@ -7,19 +7,22 @@ the executor runs, never in how the plan is made.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 
 import sqlalchemy as sa
 import structlog
 
-from reconciler import leadflow, planner
+from reconciler import leadflow, leadsettle, planner
 from reconciler.crm import read_desired
+from reconciler.crm_leads import lead_list_ids
+from reconciler.dialect import ELISION, Dialect
 from reconciler.dialer.client import DialerClient
 from reconciler.digests import keyed_digest
-from reconciler.errors import DialerError, PlanRefused
+from reconciler.errors import PlanRefused
 from reconciler.executor import Executor, RunReport
 from reconciler.leadplan import LeadContext
-from reconciler.model import Desired, Observed, ObservedList
+from reconciler.model import Desired, Observed, Recorded
+from reconciler.observe import observe
 from reconciler.plan import AddLeads, Basis, Plan, sealed
 from reconciler.settings import Settings
 from reconciler.spec import Spec
@@ -39,6 +42,7 @@ class Context:
     crm: sa.Engine
     dialer: DialerClient
     digest_key: bytes
+    dialect: Dialect = field(default=ELISION)   # what the dialer can do; builds `dialer`
 
 
 @dataclass(frozen=True)
@@ -50,11 +54,10 @@ class Gathered:
 
 def gather_and_plan(ctx: Context, *, resync: bool = False) -> Gathered:
     """Read the three views and plan. Writes nothing anywhere."""
-    key = ctx.digest_key
-    desired = read_desired(ctx.crm, ctx.spec, lambda f, v: keyed_digest(key, f, v))
+    key, caps = ctx.digest_key, ctx.dialect.capabilities
+    desired = read_desired(ctx.crm, ctx.spec, lambda f, v: keyed_digest(key, f, v), ctx.dialect)
     recorded = ctx.store.load_recorded()
-    needs_lists = ctx.spec.policy.manage_lists or ctx.spec.leads is not None
-    observed = observe(ctx.dialer) if needs_lists else Observed({})
+    observed = _observe(ctx, desired, recorded)
     basis = Basis(
         target=ctx.settings.dialer.target,
         state_version=recorded.version,
@@ -64,25 +67,37 @@ def gather_and_plan(ctx: Context, *, resync: bool = False) -> Gathered:
         resync=resync,
     )
     plan = planner.make_plan(desired, recorded, observed, basis, ctx.spec.policy,
-                             ctx.settings.guards)
+                             ctx.settings.guards, caps)
     if ctx.spec.leads is None or plan.unavailable:
         return Gathered(desired, plan)
-    lead_ctx = leadflow.lead_context(ctx.settings.dialer, plan, desired, recorded, observed,
-                                     ctx.spec.policy.lead_duplicates == "keep_first")
-    part = leadflow.plan_leads(leadflow.events(ctx.crm, ctx.spec.leads, LeadBook(ctx.store),
-                                               lead_ctx))
+    if ctx.spec.lead_duplicate_check and not caps.sends_leads_one_by_one:
+        log.warning("duplicate_check_ignored", dialect=ctx.dialect.name,
+                    reason="this dialer takes leads in batches, without duplicate_check")
+    book = LeadBook(ctx.store)
+    settled = leadsettle.look_up(ctx.dialer, ctx.crm, ctx.spec.leads, book,
+                                 2 * ctx.settings.dialer.read_timeout) \
+        if caps.can_look_up_leads else ()
+    if settled:   # recorded by apply before any lead is sent (a settle_leads op)
+        plan = replace(plan, ops=(*plan.ops, leadsettle.as_op(settled)))
+    lead_ctx = leadflow.lead_context(ctx.settings.dialer, ctx.spec.leads, plan, desired,
+                                     recorded, observed,
+                                     ctx.spec.policy.lead_duplicates == "keep_first", ctx.dialect)
+    part = leadflow.plan_leads(leadflow.events(ctx.crm, ctx.spec.leads, book, lead_ctx, settled))
     return Gathered(desired, sealed(leadflow.with_leads(plan, part)), lead_ctx)
 
 
-def observe(dialer: DialerClient) -> Observed:
-    try:
-        answer = dialer.active_lists()
-    except DialerError as exc:
-        log.warning("dialer_read_failed", function="active_lists", error=str(exc))
-        return Observed(None, str(exc))
-    lists = {a.list_id: ObservedList(a.list_id, a.list_name, a.campaign_id)
-             for a in answer.lists}
-    return Observed(lists, unparsed=tuple(answer.unparsed))
+def _observe(ctx: Context, desired: Desired, recorded: Recorded) -> Observed:
+    """Read what the plan needs from the dialer, as far as its dialect can read."""
+    caps, spec = ctx.dialect.capabilities, ctx.spec
+    list_ids: set[str] | None = None
+    if spec.policy.manage_lists or spec.leads is not None:
+        list_ids = set(desired.lists) | set(recorded.lists)
+        if spec.leads is not None and caps.reads_lists_individually:
+            list_ids |= lead_list_ids(ctx.crm, spec.leads)   # the lists leads go to
+    users = set(desired.users) | set(recorded.users) if spec.policy.manage_users else None
+    if list_ids is None and not (users is not None and caps.reads_users):
+        return Observed({})
+    return observe(ctx.dialer, caps, list_ids=list_ids, agent_users=users)
 
 
 def stale_reasons(saved: Basis, current: Basis) -> list[str]:
@@ -130,7 +145,10 @@ def apply_plan(
         if gathered.leads is not None and ctx.spec.leads is not None \
                 and report.outcome in ("ok", "partial"):
             stream = leadflow.events(ctx.crm, ctx.spec.leads, book, gathered.leads)
-            leadflow.send_leads(ctx.dialer, book, stream, plan, report, keep_going)
+            leadflow.send_leads(ctx.dialer, book, stream, plan, report, keep_going,
+                                dialect=ctx.dialect,
+                                concurrency=ctx.settings.dialer.lead_concurrency,
+                                duplicate_check=ctx.spec.lead_duplicate_check)
             if report.outcome == "ok" and report.failures:
                 report.outcome = "partial"
         ctx.store.finish_run(run_id, report.outcome, report.counts, report.message)

@@ -14,6 +14,8 @@ from typing import Any
 
 import structlog
 
+from reconciler import leadsettle
+from reconciler.dialect import UpdatesLists, lacking
 from reconciler.dialer.client import DialerClient
 from reconciler.errors import (
     AlreadyExists,
@@ -24,7 +26,18 @@ from reconciler.errors import (
     DoesNotExist,
 )
 from reconciler.model import USER_FIELDS, Desired, DesiredUser
-from reconciler.plan import AddList, AddUser, AdoptList, DeactivateUser, Op, Plan, UpdateUser
+from reconciler.plan import (
+    AddList,
+    AddUser,
+    AdoptList,
+    DeactivateUser,
+    Op,
+    Plan,
+    SettleLeads,
+    UpdateList,
+    UpdateUser,
+)
+from reconciler.state.leads import LeadBook
 from reconciler.state.store import ShadowEffect, StateStore, StepWriter
 
 log = structlog.get_logger()
@@ -60,6 +73,8 @@ class Executor:
         self._handlers: dict[type[Any], Callable[[Any], StepResult]] = {
             AddList: self._add_list,
             AdoptList: self._adopt_list,
+            UpdateList: self._update_list,
+            SettleLeads: self._settle_leads,
             AddUser: self._add_user,
             UpdateUser: self._update_user,
             DeactivateUser: self._deactivate_user,
@@ -126,6 +141,31 @@ class Executor:
         fields = {"list_name": op.list_name, "campaign_id": op.campaign_id, "active": op.active}
         return StepResult("adopted", op.reason,
                           lambda w: w.save_list(op.list_id, fields, "adopted"))
+
+    def _update_list(self, op: UpdateList) -> StepResult:
+        changes = {c.field: str(c.new) for c in op.changes}
+        if not isinstance(self.api, UpdatesLists):
+            raise lacking("update_list")
+        try:
+            self.api.update_list(op.list_id, **changes)
+        except DoesNotExist:
+            # Gone from the dialer since the plan (deleted by hand): create it again.
+            want = self.desired.lists.get(op.list_id)
+            if want is None:
+                raise MissingDesired(f"list {op.list_id} is no longer in the CRM") from None
+            f = want.fields
+            self.api.add_list(op.list_id, f["list_name"], f["campaign_id"], f.get("active", "N"))
+            return StepResult("recreated", "was missing on the dialer",
+                              lambda w: w.save_list(op.list_id, dict(f), "created"))
+        return StepResult("updated", op.reason,
+                          lambda w: w.update_list_fields(op.list_id, changes, "adopted"))
+
+    # --- leads --------------------------------------------------------------------------------
+
+    def _settle_leads(self, op: SettleLeads) -> StepResult:
+        changed = leadsettle.record(LeadBook(self.store), leadsettle.from_op(op))
+        return StepResult("settled", f"{len(op.found)} found on the dialer, "
+                                     f"{len(op.not_found)} not there ({changed} recorded)")
 
     # --- users --------------------------------------------------------------------------------
 

@@ -1,21 +1,47 @@
-"""One key order for every stream that is merged: text compared byte by byte.
+"""Key-ordered streams: one key order for every stream that is merged, read at driver speed.
 
 Python compares strings by code point, which is UTF-8 byte order; asking each database for the
-same order lets the planner merge a CRM stream with a state stream without sorting either.
+same order lets the planner merge a CRM stream with a state stream without sorting either. The
+rows are read from the driver's own cursor (server-side on PostgreSQL), in chunks, as plain
+tuples: building a SQLAlchemy Row per lead would cost more than the merge itself.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import sqlalchemy as sa
 
+CHUNK = 5000
 
-def binary_key_order(expression: Any, dialect: str) -> Any:
-    """ORDER BY the key as text compared byte by byte, whatever the column type or collation."""
+
+def binary_key_order(expression: Any, dialect: str, *, is_text: bool = False) -> Any:
+    """ORDER BY the key as text compared byte by byte, whatever the column type or collation.
+
+    `is_text`: the column already holds text, so SQLite can walk its index instead of sorting.
+    """
+    if is_text and dialect == "sqlite":
+        return expression
     as_text = sa.cast(expression, sa.String)
     if dialect == "postgresql":
         return as_text.collate("C")
     if dialect in ("mysql", "mariadb"):
         return as_text.collate("utf8mb4_bin")
     return as_text  # SQLite compares text with memcmp already
+
+
+def stream_rows(conn: sa.Connection, statement: sa.Select[Any]) -> Iterator[tuple[Any, ...]]:
+    """Every row of `statement` as a tuple, fetched in chunks. Runs inside `conn`'s transaction."""
+    sql = str(statement.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
+    driver = conn.connection.driver_connection
+    assert driver is not None
+    # psycopg streams only from a named (server-side) cursor; others stream from any cursor.
+    cursor = (driver.cursor(name="reconciler_stream") if conn.dialect.name == "postgresql"
+              else driver.cursor())
+    try:
+        cursor.execute(sql)
+        while chunk := cursor.fetchmany(CHUNK):
+            yield from chunk
+    finally:
+        cursor.close()

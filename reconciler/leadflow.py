@@ -9,25 +9,27 @@ from __future__ import annotations
 import hashlib
 import sys
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 
 import sqlalchemy as sa
 
 from reconciler.batching import BatchLimits
-from reconciler.crm_leads import stream_leads
+from reconciler.crm_leads import LeadMapper, stream_leads
+from reconciler.dialect import ELISION, Dialect
 from reconciler.dialer import requests
 from reconciler.dialer.client import DialerClient, encoded_size, login_of
-from reconciler.dialer.fields import lead_problems
 from reconciler.executor import RunReport
 from reconciler.leadexec import LeadSender, progress_bar
 from reconciler.leadplan import CHANGED, LeadBatch, LeadContext, LeadDrift, LeadEvent, LeadTotals
 from reconciler.leadplan import lead_events as merge_leads
+from reconciler.leadsettle import as_recorded
+from reconciler.leadsingle import OneByOneSender
 from reconciler.model import Desired, Observed, Recorded
 from reconciler.plan import AddLeads, AddList, AdoptList, Note, Plan, Reject
 from reconciler.settings import DialerSettings
 from reconciler.spec import ResourceSpec
-from reconciler.state.leads import LeadBook
+from reconciler.state.leads import LeadBook, LeadSettlement
 
 NOTE_KEYS_SHOWN = 1000   # a drift note lists at most this many keys; its count says the rest
 
@@ -41,31 +43,34 @@ class LeadPart:
     digest: str
 
 
-def lead_context(settings: DialerSettings, plan: Plan, desired: Desired, recorded: Recorded,
-                 observed: Observed, keep_first_phone: bool) -> LeadContext:
+def lead_context(settings: DialerSettings, resource: ResourceSpec, plan: Plan, desired: Desired,
+                 recorded: Recorded, observed: Observed, keep_first_phone: bool,
+                 dialect: Dialect = ELISION) -> LeadContext:
     planned = {op.list_id for op in plan.ops if isinstance(op, (AddList, AdoptList))}
     usable = set(recorded.lists) | set(observed.lists or {}) | planned
     blockers = {
         r.key: f"list {r.key} is rejected in the CRM ({r.field} {r.rule})"
         for r in desired.rejections if r.resource == "lists" and r.key and r.key not in usable
     }
-    return LeadContext(frozenset(usable), blockers, batch_limits(settings), _check,
-                       keep_first_phone)
+    mapper = LeadMapper(resource)
+    return LeadContext(frozenset(usable), blockers,
+                       batch_limits(settings, dialect.capabilities.sends_leads_one_by_one),
+                       mapper.fields, mapper.phone, dialect.lead_problems, keep_first_phone)
 
 
-def batch_limits(settings: DialerSettings) -> BatchLimits:
+def batch_limits(settings: DialerSettings, one_by_one: bool = False) -> BatchLimits:
+    if one_by_one:   # each lead is its own request: a batch only groups them for bookkeeping
+        return BatchLimits(settings.leads_per_batch, sys.maxsize, 0)
     empty = requests.api_request(login_of(settings), "add_multi_lead", {"multi_leads": "[]"})
-    return BatchLimits(settings.leads_per_batch, settings.max_request_bytes,
+    return BatchLimits(settings.leads_per_batch, settings.request_byte_limit,
                        encoded_size(settings, empty))
 
 
-def _check(fields: Mapping[str, str]) -> list[tuple[str, str]]:
-    return lead_problems(fields)
-
-
-def events(crm: sa.Engine, resource: ResourceSpec, book: LeadBook, ctx: LeadContext
-           ) -> Iterator[LeadEvent]:
-    return merge_leads(stream_leads(crm, resource), book.stream_recorded(), ctx)
+def events(crm: sa.Engine, resource: ResourceSpec, book: LeadBook, ctx: LeadContext,
+           settled: tuple[LeadSettlement, ...] = ()) -> Iterator[LeadEvent]:
+    """The lead merge; `settled` are look-ups not yet written, planned as if they were."""
+    return merge_leads(stream_leads(crm, resource), as_recorded(book.stream_recorded(), settled),
+                       ctx)
 
 
 def plan_leads(stream: Iterator[LeadEvent]) -> LeadPart:
@@ -108,7 +113,9 @@ def with_leads(plan: Plan, part: LeadPart) -> Plan:
 
 
 def send_leads(client: DialerClient, book: LeadBook, stream: Iterator[LeadEvent], plan: Plan,
-               report: RunReport, keep_going: Callable[[], bool]) -> None:
+               report: RunReport, keep_going: Callable[[], bool], *,
+               dialect: Dialect = ELISION, concurrency: int = 1,
+               duplicate_check: tuple[str, ...] = ()) -> None:
     planned = [op for op in plan.ops if isinstance(op, AddLeads)]
     if not planned:
         return
@@ -116,6 +123,12 @@ def send_leads(client: DialerClient, book: LeadBook, stream: Iterator[LeadEvent]
     blocked = {key: message for op, key, message in report.failures if op == "add_list"}
     total = sum(len(op.keys) for op in planned)
     with progress_bar(total, enabled=sys.stderr.isatty()) as progress:
-        sender = LeadSender(client, book, report.run_id, report, blocked_lists=blocked,
-                            keep_going=keep_going, progress=progress)
+        if dialect.capabilities.sends_leads_one_by_one:
+            sender: LeadSender = OneByOneSender(
+                client, book, report.run_id, report, blocked_lists=blocked,
+                keep_going=keep_going, progress=progress, concurrency=concurrency,
+                duplicate_check=duplicate_check)
+        else:
+            sender = LeadSender(client, book, report.run_id, report, blocked_lists=blocked,
+                                keep_going=keep_going, progress=progress)
         sender.send_all(stream, planned)

@@ -23,6 +23,9 @@ SENT, IN_DOUBT, REJECTED_BEFORE, GONE = "sent", "in_doubt", "rejected_before", "
 CHANGED, MOVED = "changed_after_export", "moved_to_other_list"
 
 LeadCheck = Callable[[Mapping[str, str]], list[tuple[str, str]]]
+# CRM row -> (the lead's fields as sent, fields that could not be read)
+FieldsOf = Callable[[tuple[Any, ...]], tuple[dict[str, str], list[tuple[str, str]]]]
+PhoneOf = Callable[[tuple[Any, ...]], str]
 
 
 class LeadOrderError(Exception):
@@ -34,6 +37,8 @@ class LeadContext:
     usable_lists: frozenset[str]          # on the dialer, or created/adopted earlier in the plan
     list_blockers: Mapping[str, str]      # list_id -> why its leads cannot go (CRM row rejected)
     limits: BatchLimits
+    fields_of: FieldsOf                   # mapping, done only for leads about to be sent
+    phone_of: PhoneOf                     # the normalised phone, for the duplicate policy
     check: LeadCheck                      # the dialer's field rules for one lead
     keep_first_phone: bool = True
 
@@ -63,6 +68,7 @@ class LeadTotals:
 
 
 LeadEvent = LeadBatch | Reject | LeadDrift | LeadTotals
+NOTHING: tuple[LeadEvent, ...] = ()
 
 
 @dataclass
@@ -73,29 +79,45 @@ class _Merge:
     seq: Counter[str] = field(default_factory=Counter)
     phones: set[int] = field(default_factory=set)
     digest: hashlib._Hash = field(default_factory=hashlib.sha256)
+    pending_digest: list[str] = field(default_factory=list)
 
-    def decide(self, lead: DesiredLead, have: RecordedLead | None) -> Iterator[LeadEvent]:
-        self.digest.update(f"{lead.key}\x1f{lead.digest}\x1e".encode())
+    def remember(self, lead: DesiredLead) -> None:
+        """Fold the lead into the digest of the desired state (by chunks: it runs per lead)."""
+        self.pending_digest.append(f"{lead.key}\x1f{lead.digest}")
+        if len(self.pending_digest) >= 5000:
+            self._fold()
+
+    def _fold(self) -> None:
+        self.digest.update(("\x1e".join(self.pending_digest) + "\x1e").encode())
+        self.pending_digest.clear()
+
+    def decide(self, lead: DesiredLead, have: RecordedLead | None) -> tuple[LeadEvent, ...]:
+        """What to do with one lead. Returns events; usually none (unchanged, already sent)."""
+        self.remember(lead)
         duplicate = self._phone_taken(lead)
-        if have is not None and have.status == SENT:
-            self.counts[lead.list_id, SENT] += 1
-            if have.digest != lead.digest:
+        if have is not None:
+            status = have.status
+            if status == SENT:
+                self.counts[lead.list_id, SENT] += 1
+                if have.digest == lead.digest:
+                    return NOTHING
                 moved = have.list_id != lead.list_id
-                yield LeadDrift(lead.list_id, MOVED if moved else CHANGED, lead.key)
-        elif have is not None and have.status in ("pending", IN_DOUBT):
-            self.counts[lead.list_id, IN_DOUBT] += 1       # never resent silently
-        elif have is not None and have.digest == lead.digest:
-            self.counts[lead.list_id, REJECTED_BEFORE] += 1  # resent once the CRM fixes it
-        elif duplicate:
-            yield self._reject(lead, "phone_number",
-                               f"duplicate phone in list {lead.list_id}: an earlier lead has it")
-        else:
-            yield from self._send(lead)
+                return (LeadDrift(lead.list_id, MOVED if moved else CHANGED, lead.key),)
+            if status in ("pending", IN_DOUBT):
+                self.counts[lead.list_id, IN_DOUBT] += 1       # never resent silently
+                return NOTHING
+            if have.digest == lead.digest:
+                self.counts[lead.list_id, REJECTED_BEFORE] += 1  # resent once the CRM fixes it
+                return NOTHING
+        if duplicate:
+            reason = f"duplicate phone in list {lead.list_id}: an earlier lead has it"
+            return (self._reject(lead, "phone_number", reason),)
+        return tuple(self._send(lead))
 
     def _phone_taken(self, lead: DesiredLead) -> bool:
         if not self.ctx.keep_first_phone:
             return False
-        token = hash((lead.list_id, lead.fields.get("phone_number", "")))
+        token = hash((lead.list_id, self.ctx.phone_of(lead.row)))
         if token in self.phones:
             return True
         self.phones.add(token)
@@ -107,12 +129,13 @@ class _Merge:
             yield self._reject(lead, "list_id", blocker or (
                 f"list {lead.list_id} is neither on the dialer nor in the CRM"))
             return
-        problems = self.ctx.check(lead.fields)
+        fields, problems = self.ctx.fields_of(lead.row)
+        problems += self.ctx.check(fields) if not problems else []
         if problems:
             for name, rule in problems:
                 yield self._reject(lead, name, rule)
             return
-        cost = lead_cost(lead.fields)
+        cost = lead_cost(fields)
         if not self.ctx.limits.fits_alone(cost):
             yield self._reject(lead, "multi_leads", "is too large to send in one request")
             return
@@ -122,7 +145,7 @@ class _Merge:
             batch = None
         if batch is None:
             batch = self.batches[lead.list_id] = OpenBatch(self.ctx.limits)
-        batch.add(lead.key, lead.fields, lead.digest, cost)
+        batch.add(lead.key, fields, lead.digest, cost)
         self.counts[lead.list_id, "to_send"] += 1
 
     def _close(self, list_id: str) -> LeadBatch:
@@ -135,6 +158,7 @@ class _Merge:
         return Reject("leads", lead.key, name, reason)
 
     def finish(self) -> Iterator[LeadEvent]:
+        self._fold()
         for list_id in sorted(self.batches):
             yield self._close(list_id)
         yield LeadTotals(dict(self.counts), self.digest.hexdigest())
@@ -145,62 +169,64 @@ def lead_events(
     recorded: Iterable[RecordedLead],
     ctx: LeadContext,
 ) -> Iterator[LeadEvent]:
+    """One pass over both streams, in key order. Written as one loop: it runs per lead."""
     merge = _Merge(ctx)
-    records = _ordered(iter(recorded), "state database")
+    counts = merge.counts
+    keep_first, phone_of = ctx.keep_first_phone, ctx.phone_of
+    records = iter(recorded)
     have = next(records, None)
-    for group in _by_key(_ordered(iter(desired), "CRM")):
-        key = group[0].key
+    rows = iter(desired)
+    upcoming = next(rows, None)
+    previous = ""
+    while upcoming is not None:
+        item, upcoming = upcoming, next(rows, None)
+        if isinstance(item, RowRejection):
+            yield Reject(item.resource, item.key, item.field, item.rule, item.row)
+            continue
+        key = item.key
+        if key < previous:
+            raise LeadOrderError(f"the CRM returned leads out of key order "
+                                 f"({key!r} after {previous!r})")
+        previous = key
+        group: list[DesiredLead | RowRejection] | None = None
+        if upcoming is not None and upcoming.key == key:
+            group = [item]
+            while upcoming is not None and upcoming.key == key:
+                group.append(upcoming)
+                upcoming = next(rows, None)
         while have is not None and have.key < key:
-            merge.counts[have.list_id, GONE] += 1
-            have = next(records, None)
-        mine = have if have is not None and have.key == key else None
-        if mine is not None:
-            have = next(records, None)
-        if len(group) == 1 and isinstance(group[0], DesiredLead):
-            yield from merge.decide(group[0], mine)
+            counts[have.list_id, GONE] += 1
+            have = _next_recorded(records, have)
+        mine = None
+        if have is not None and have.key == key:
+            mine = have
+            have = _next_recorded(records, have)
+        if group is not None:
+            yield from _duplicate_key(key, len(group))
+        elif mine is not None and mine.status == SENT and mine.digest == item.digest:
+            # The common case, inlined: exported before and unchanged since.
+            counts[item.list_id, SENT] += 1
+            merge.remember(item)
+            if keep_first:
+                merge.phones.add(hash((item.list_id, phone_of(item.row))))
         else:
-            yield from _group_rejections(group)
+            yield from merge.decide(item, mine)
     while have is not None:
-        merge.counts[have.list_id, GONE] += 1
-        have = next(records, None)
+        counts[have.list_id, GONE] += 1
+        have = _next_recorded(records, have)
     yield from merge.finish()
 
 
-def _group_rejections(group: list[DesiredLead | RowRejection]) -> Iterator[Reject]:
-    """A bad row, or one key on several rows (all of them refused: which one is meant?)."""
-    if len(group) == 1:
-        bad = group[0]
-        assert isinstance(bad, RowRejection)
-        yield Reject(bad.resource, bad.key, bad.field, bad.rule, bad.row)
-        return
-    for _ in group:
-        yield Reject("leads", group[0].key, "lead_key",
-                     f"duplicate key: {len(group)} CRM rows share it")
+def _next_recorded(records: Iterator[RecordedLead], current: RecordedLead
+                   ) -> RecordedLead | None:
+    following = next(records, None)
+    if following is not None and following.key < current.key:
+        raise LeadOrderError(f"the state database returned leads out of key order "
+                             f"({following.key!r} after {current.key!r})")
+    return following
 
 
-def _by_key(items: Iterator[DesiredLead | RowRejection]
-            ) -> Iterator[list[DesiredLead | RowRejection]]:
-    """Group adjacent rows with one key; rows whose key is unusable stand alone."""
-    group: list[DesiredLead | RowRejection] = []
-    for item in items:
-        if group and item.key and item.key == group[0].key:
-            group.append(item)
-            continue
-        if group:
-            yield group
-        group = [item]
-    if group:
-        yield group
-
-
-def _ordered(items: Iterator[DesiredLead | RowRejection] | Iterator[RecordedLead], where: str
-             ) -> Iterator[Any]:
-    previous = ""
-    for item in items:
-        key = item.key
-        if key:
-            if key < previous:
-                raise LeadOrderError(f"the {where} returned leads out of key order "
-                                     f"({key!r} after {previous!r})")
-            previous = key
-        yield item
+def _duplicate_key(key: str, rows: int) -> Iterator[Reject]:
+    """One key on several rows: which one is meant? None of them is sent."""
+    for _ in range(rows):
+        yield Reject("leads", key, "lead_key", f"duplicate key: {rows} CRM rows share it")

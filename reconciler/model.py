@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any, NamedTuple
 
 USER_SECRET_FIELDS = ("agent_pass", "phone_pass")
 USER_FIELDS = (
@@ -60,11 +61,28 @@ class RecordedList:
 
 @dataclass(frozen=True)
 class ObservedList:
-    """One entry of active_lists: the dialer only shows lists that are active."""
+    """A list as the dialer shows it: an entry of active_lists (always active), or list_info."""
 
     list_id: str
     list_name: str
     campaign_id: str
+    active: str = "Y"
+
+
+# The user fields a dialer that reads users (user_details) shows; never a password.
+USER_VISIBLE_FIELDS = ("agent_full_name", "agent_user_group", "agent_user_level", "active")
+
+
+@dataclass(frozen=True)
+class ObservedUser:
+    """An agent as the dialer shows it, in our field names (USER_VISIBLE_FIELDS)."""
+
+    agent_user: str
+    fields: Mapping[str, str]
+
+    @property
+    def active(self) -> bool:
+        return self.fields.get("active", "Y") == "Y"
 
 
 @dataclass(frozen=True)
@@ -84,6 +102,9 @@ class Desired:
     users: Mapping[str, DesiredUser]
     lists: Mapping[str, DesiredList]
     rejections: tuple[RowRejection, ...] = ()
+    # Values sent, but stored altered by the dialer (the fields hold the stored form); `rule`
+    # says how. Shown as notes; never rejected.
+    rewrites: tuple[RowRejection, ...] = ()
 
     def rejected_keys(self, resource: str) -> frozenset[str]:
         return frozenset(r.key for r in self.rejections if r.resource == resource and r.key)
@@ -98,11 +119,27 @@ class Recorded:
 
 @dataclass(frozen=True)
 class Observed:
-    """What the dialer says now. `lists` is None when the dialer could not be read."""
+    """What the dialer says now. `lists` is None when the dialer could not be read.
+
+    `users` is None when the dialer has no read for users: the recorded view stands in for it.
+    With a dialect that reads lists one by one, `lists` holds only the managed lists it has.
+    """
 
     lists: Mapping[str, ObservedList] | None
     unavailable_reason: str = ""
     unparsed: tuple[str, ...] = ()                   # entries the dialer sent that we cannot read
+    users: Mapping[str, ObservedUser] | None = None
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a dialer dialect can do, as the planner and the engine ask it (reconciler.dialect)."""
+
+    reads_users: bool = False                # user_details: observed users, drift corrected
+    reads_lists_individually: bool = False   # list_info per list, instead of active_lists
+    has_update_list: bool = False            # list changes become update_list ops, not notes
+    sends_leads_one_by_one: bool = False     # add_lead per lead, instead of add_multi_lead
+    can_look_up_leads: bool = False          # an in-doubt lead is settled by a look-up
 
 
 @dataclass(frozen=True)
@@ -120,18 +157,17 @@ class SyncPolicy:
 
 
 # --- leads: streamed, never held whole in memory ---------------------------------------------
+# NamedTuples, not dataclasses: a plan makes millions of them, and tuples are built fastest.
 
 
-@dataclass(frozen=True)
-class DesiredLead:
+class DesiredLead(NamedTuple):
     key: str                                         # the CRM's key of the lead
     list_id: str
-    fields: Mapping[str, str]                        # what add_multi_lead sends, normalised
-    digest: str                                      # of fields: tells a change after export
+    digest: str                                      # of the CRM row: tells a change after export
+    row: tuple[Any, ...]                             # the CRM row, mapped only if it is sent
 
 
-@dataclass(frozen=True)
-class RecordedLead:
+class RecordedLead(NamedTuple):
     key: str
     list_id: str
     digest: str

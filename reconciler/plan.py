@@ -93,6 +93,33 @@ class AdoptList:
 
 
 @dataclass(frozen=True)
+class UpdateList:
+    """Change a list's owned fields on the dialer (a dialect with update_list)."""
+
+    kind: ClassVar[str] = "update_list"
+    list_id: str
+    changes: tuple[FieldChange, ...]
+    reason: str = "changed in CRM"
+
+    @property
+    def key(self) -> str:
+        return self.list_id
+
+
+@dataclass(frozen=True)
+class SettleLeads:
+    """In-doubt leads looked up on the dialer: record what was found there. No call."""
+
+    kind: ClassVar[str] = "settle_leads"
+    found: tuple[tuple[str, str, str], ...]      # (lead key, batch id, dialer lead id): sent
+    not_found: tuple[tuple[str, str], ...]       # (lead key, batch id): never landed, sent again
+
+    @property
+    def key(self) -> str:
+        return f"{len(self.found) + len(self.not_found)} leads"
+
+
+@dataclass(frozen=True)
 class AddLeads:
     """One add_multi_lead batch. The plan lists keys; apply reads the fields from the CRM again."""
 
@@ -123,14 +150,17 @@ class Note:
     kind: ClassVar[str] = "note"
     resource: str
     key: str
-    topic: str               # drift | unmanaged | cannot_update | orphaned | unreadable
+    topic: str               # drift | unmanaged | cannot_update | orphaned | unreadable |
+                             # rewritten
     message: str
     keys: tuple[str, ...] = ()                  # the objects concerned, when there are many
 
 
-Op = AddUser | UpdateUser | DeactivateUser | AddList | AdoptList | AddLeads
+Op = (AddUser | UpdateUser | DeactivateUser | AddList | AdoptList | UpdateList | SettleLeads
+      | AddLeads)
 OP_TYPES: dict[str, type[Any]] = {
-    cls.kind: cls for cls in (AddUser, UpdateUser, DeactivateUser, AddList, AdoptList, AddLeads)
+    cls.kind: cls for cls in (AddUser, UpdateUser, DeactivateUser, AddList, AdoptList,
+                              UpdateList, SettleLeads, AddLeads)
 }
 
 
@@ -248,9 +278,12 @@ def _op_from_json(item: dict[str, Any]) -> Op:
     if cls is AddUser:
         values["fields"] = tuple(tuple(pair) for pair in values["fields"])
         values["secret_fields"] = tuple(values["secret_fields"])
-    if cls is UpdateUser:
+    if cls in (UpdateUser, UpdateList):
         values["changes"] = tuple(FieldChange(**c) for c in values["changes"])
     if cls is AddLeads:
         values["keys"] = tuple(values["keys"])
+    if cls is SettleLeads:
+        values["found"] = tuple(tuple(item) for item in values["found"])
+        values["not_found"] = tuple(tuple(item) for item in values["not_found"])
     op: Op = cls(**values)
     return op

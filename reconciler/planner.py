@@ -10,22 +10,21 @@ import hashlib
 import json
 from collections.abc import Iterable, Mapping
 
+from reconciler.listplan import change_reason, plan_lists
 from reconciler.model import (
     USER_SECRET_FIELDS,
+    USER_VISIBLE_FIELDS,
+    Capabilities,
     Desired,
-    DesiredList,
     DesiredUser,
     Observed,
-    ObservedList,
+    ObservedUser,
     Recorded,
-    RecordedList,
     RecordedUser,
     SyncPolicy,
 )
 from reconciler.plan import (
-    AddList,
     AddUser,
-    AdoptList,
     Basis,
     DeactivateUser,
     FieldChange,
@@ -47,6 +46,7 @@ def make_plan(
     basis: Basis,
     policy: SyncPolicy = SyncPolicy(),
     guards: GuardSettings = GuardSettings(),
+    capabilities: Capabilities = Capabilities(),
 ) -> Plan:
     if observed.lists is None:
         return sealed(Plan(basis, unavailable=observed.unavailable_reason or "dialer not read"))
@@ -57,13 +57,17 @@ def make_plan(
     notes: list[Note] = []
     if policy.manage_lists:
         list_ops, list_notes = plan_lists(desired, recorded, observed.lists or {}, policy,
-                                          resync=basis.resync)
+                                          capabilities, resync=basis.resync)
         ops += list_ops
         notes += list_notes
         notes += [Note("lists", "", "unreadable", f"active_lists entry not understood: {entry!r}")
                   for entry in observed.unparsed]
     if policy.manage_users:
-        ops += plan_users(desired, recorded, policy, resync=basis.resync)
+        ops += plan_users(desired, recorded, policy, resync=basis.resync,
+                          observed_users=observed.users)
+    notes += [Note(r.resource, r.key, "rewritten",
+                   f"{r.field} {r.rule}; recorded as the dialer stores it")
+              for r in desired.rewrites]
     breaches = check_guards(ops, desired, recorded, guards) if policy.manage_users else ()
     return sealed(Plan(basis, tuple(ops), rejects, tuple(notes), breaches))
 
@@ -72,28 +76,40 @@ def make_plan(
 
 
 def plan_users(
-    desired: Desired, recorded: Recorded, policy: SyncPolicy, *, resync: bool = False
+    desired: Desired, recorded: Recorded, policy: SyncPolicy, *, resync: bool = False,
+    observed_users: Mapping[str, ObservedUser] | None = None,
 ) -> list[Op]:
+    """With `observed_users` (a dialer that reads users), what the dialer shows stands for the
+    record in every field it shows: an edit made on the dialer is corrected like a CRM edit."""
     rejected = desired.rejected_keys("users")
+    reads = observed_users is not None
     ops: list[Op] = []
     for key in sorted(desired.users.keys() | recorded.users.keys()):
         if key in rejected:
             continue  # a bad CRM row is neither pushed nor taken for a departure
         want, have = desired.users.get(key), recorded.users.get(key)
+        seen = observed_users.get(key) if observed_users is not None else None
         if want is None:
             assert have is not None
-            if have.active and policy.on_user_removed == "deactivate":
+            active_there = seen is not None and seen.active if reads else have.active
+            if active_there and policy.on_user_removed == "deactivate":
                 ops.append(DeactivateUser(key, "removed from CRM"))
         elif not want.active:
-            # Never seen before, it may still exist on the dialer (made by hand): make sure.
-            if policy.on_user_inactive == "deactivate" and (have is None or have.active or resync):
+            # Unseen and unrecorded, it may still exist on the dialer (made by hand): make sure.
+            needed = (seen is not None and seen.active) if reads \
+                else have is None or have.active or resync
+            if policy.on_user_inactive == "deactivate" and needed:
                 ops.append(DeactivateUser(key, "inactive in CRM"))
-        elif have is None or resync:
-            ops.append(_add_user(want, "resync" if resync else "new in CRM"))
+        elif resync:
+            ops.append(_add_user(want, "resync"))
+        elif have is None:
+            ops.append(_add_user(want, "new in CRM"))   # on the dialer already: converged
+        elif reads and seen is None:
+            ops.append(_add_user(want, "missing on the dialer"))
         else:
-            changes = user_changes(want, have, policy.user_fields)
+            changes = user_changes(want, have, policy.user_fields, seen)
             if changes:
-                ops.append(UpdateUser(key, changes))
+                ops.append(UpdateUser(key, changes, change_reason(changes, have.fields)))
     return ops
 
 
@@ -103,16 +119,23 @@ def _add_user(want: DesiredUser, reason: str) -> AddUser:
 
 
 def user_changes(
-    want: DesiredUser, have: RecordedUser, owned: Iterable[str]
+    want: DesiredUser, have: RecordedUser, owned: Iterable[str], seen: ObservedUser | None = None
 ) -> tuple[FieldChange, ...]:
-    """Only owned fields the CRM sets; the API cannot clear a field, so absence is no change."""
+    """Only owned fields the CRM sets; the API cannot clear a field, so absence is no change.
+
+    A field the dialer shows (`seen`) is compared with what it shows; the others, and the
+    secrets (by keyed digest), with what we recorded."""
     changes: list[FieldChange] = []
     for name in owned:
         if name in USER_SECRET_FIELDS:
             if name in want.digests and want.digests[name] != have.digests.get(name):
                 changes.append(FieldChange.of_secret(name))
-        elif name in want.fields and want.fields[name] != have.fields.get(name):
-            changes.append(FieldChange(name, have.fields.get(name), want.fields[name]))
+        elif name in want.fields:
+            shown = seen is not None and name in USER_VISIBLE_FIELDS
+            current = seen.fields.get(name) if seen is not None and shown \
+                else have.fields.get(name)
+            if want.fields[name] != current:
+                changes.append(FieldChange(name, current, want.fields[name]))
     return tuple(changes)
 
 
@@ -149,84 +172,6 @@ def check_guards(
     return tuple(breaches)
 
 
-# --- lists ------------------------------------------------------------------------------------
-
-
-def plan_lists(
-    desired: Desired,
-    recorded: Recorded,
-    observed: Mapping[str, ObservedList],
-    policy: SyncPolicy,
-    *,
-    resync: bool = False,
-) -> tuple[list[Op], list[Note]]:
-    rejected = desired.rejected_keys("lists")
-    ops: list[Op] = []
-    notes: list[Note] = []
-    for key in sorted(desired.lists.keys() | recorded.lists.keys()):
-        if key in rejected:
-            continue
-        want, have, seen = desired.lists.get(key), recorded.lists.get(key), observed.get(key)
-        if want is None:
-            notes.append(Note("lists", key, "orphaned",
-                              "no longer in the CRM; left on the dialer (the API cannot "
-                              "delete lists)"))
-        elif have is None or resync:
-            ops.append(_place_list(want, seen))
-            notes += _dialer_differs(want.fields, seen, "differs from the CRM")
-        else:
-            notes += _list_notes(want, have, seen, policy.list_fields)
-    for key in sorted(observed.keys() - desired.lists.keys() - recorded.lists.keys()):
-        seen = observed[key]
-        notes.append(Note("lists", key, "unmanaged",
-                          f"on the dialer ({seen.campaign_id}: {seen.list_name!r}) but not in "
-                          f"the CRM; left alone"))
-    return ops, notes
-
-
-def _place_list(want: DesiredList, seen: ObservedList | None) -> Op:
-    f = want.fields
-    if seen is None:
-        return AddList(want.list_id, f["list_name"], f["campaign_id"], f.get("active", "N"))
-    # Record what the dialer really holds; a CRM difference then shows as a note each plan.
-    return AdoptList(want.list_id, seen.list_name, seen.campaign_id, "Y")
-
-
-def _list_notes(
-    want: DesiredList, have: RecordedList, seen: ObservedList | None, owned: Iterable[str]
-) -> list[Note]:
-    notes: list[Note] = []
-    crm_changes = [
-        f"{name}: {have.fields.get(name)!r} → {want.fields[name]!r}"
-        for name in owned
-        if name in want.fields and want.fields[name] != have.fields.get(name)
-    ]
-    if crm_changes:
-        notes.append(Note("lists", want.list_id, "cannot_update",
-                          "changed in the CRM (" + ", ".join(crm_changes) + "); the API has no "
-                          "update_list, change it on the dialer"))
-    if seen is None and have.fields.get("active") == "Y":
-        notes.append(Note("lists", want.list_id, "drift",
-                          "recorded as active but no longer active on the dialer"))
-    notes += _dialer_differs(have.fields, seen, "changed on the dialer")
-    return notes
-
-
-def _dialer_differs(
-    fields: Mapping[str, str], seen: ObservedList | None, what: str
-) -> list[Note]:
-    if seen is None:
-        return []
-    diffs = [
-        f"{name}: {fields.get(name)!r} → {value!r}"
-        for name, value in (("list_name", seen.list_name), ("campaign_id", seen.campaign_id))
-        if fields.get(name) != value
-    ]
-    if not diffs:
-        return []
-    return [Note("lists", seen.list_id, "drift", f"{what} (" + ", ".join(diffs) + ")")]
-
-
 # --- basis ------------------------------------------------------------------------------------
 
 
@@ -245,5 +190,10 @@ def desired_digest(desired: Desired) -> str:
 
 
 def observed_digest(observed: Observed) -> str:
-    lists = observed.lists or {}
-    return digest_of(sorted((o.list_id, o.list_name, o.campaign_id) for o in lists.values()))
+    lists = sorted((o.list_id, o.list_name, o.campaign_id, *(() if o.active == "Y" else
+                                                             (o.active,)))
+                   for o in (observed.lists or {}).values())
+    if observed.users is None:
+        return digest_of(lists)
+    users = {k: dict(u.fields) for k, u in observed.users.items()}
+    return digest_of({"lists": lists, "users": users})

@@ -13,6 +13,8 @@ from reconciler.plan import (
     DeactivateUser,
     Op,
     Plan,
+    SettleLeads,
+    UpdateList,
     UpdateUser,
 )
 
@@ -24,20 +26,23 @@ def render_plan(plan: Plan) -> str:
     mode = "resync " if basis.resync else ""
     lines = [f"Reconciler {mode}plan for target {basis.target!r} "
              f"(state version {basis.state_version}, plan {plan.digest[:12]})", ""]
-    lists = [op for op in plan.ops if isinstance(op, (AddList, AdoptList))]
+    lists = [op for op in plan.ops if isinstance(op, (AddList, AdoptList, UpdateList))]
     users = [op for op in plan.ops if isinstance(op, (AddUser, UpdateUser, DeactivateUser))]
-    if lists:
-        lines += ["Lists:", *(f"  {_op_line(op)}" for op in lists), ""]
-    if users:
-        lines.append("Users:")
-        for op in users:
+    for title, ops in (("Lists:", lists), ("Users:", users)):
+        if not ops:
+            continue
+        lines.append(title)
+        for op in ops:
             lines.append(f"  {_op_line(op)}")
-            if isinstance(op, UpdateUser):
+            if isinstance(op, (UpdateUser, UpdateList)):
                 lines += [f"      {c.field}: {_shown(c.old, c.secret)} → {_shown(c.new, c.secret)}"
                           if not c.secret else f"      {c.field}: {c.new}"
                           for c in op.changes]
         lines.append("")
     lines += _lead_lines(plan)
+    for settle in (op for op in plan.ops if isinstance(op, SettleLeads)):
+        lines += [f"  = {len(settle.found)} in-doubt lead(s) found on the dialer: recorded as "
+                  f"sent; {len(settle.not_found)} not there: sent again", ""]
     if plan.rejects:
         lines.append("Rejected CRM rows (not sent; fix them in the CRM):")
         for r in plan.rejects:
@@ -70,11 +75,13 @@ def summary_line(plan: Plan) -> str:
         return f"No changes.{tail}"
     parts = [
         f"{counts.get('add_user', 0) + counts.get('add_list', 0)} to add",
-        f"{counts.get('update_user', 0)} to change",
+        f"{counts.get('update_user', 0) + counts.get('update_list', 0)} to change",
         f"{counts.get('deactivate_user', 0)} to deactivate",
     ]
     if counts.get("adopt_list"):
         parts.append(f"{counts['adopt_list']} to adopt")
+    if counts.get("settle_leads"):
+        parts.append("in-doubt leads to settle")
     if counts.get("leads_to_send"):
         parts.append(f"{counts['leads_to_send']:,} leads to send in {counts['add_leads']:,} "
                      f"batch{'es' if counts['add_leads'] != 1 else ''}")
@@ -126,7 +133,11 @@ def _op_line(op: Op) -> str:
         why = f" [{op.reason}]" if op.reason != "new in CRM" else ""
         return f"+ user {op.agent_user} {name!r} ({detail}){why}"
     if isinstance(op, UpdateUser):
-        return f"~ user {op.agent_user}"
+        why = f" [{op.reason}]" if op.reason != "changed in CRM" else ""
+        return f"~ user {op.agent_user}{why}"
+    if isinstance(op, UpdateList):
+        why = f" [{op.reason}]" if op.reason != "changed in CRM" else ""
+        return f"~ list {op.list_id}{why}"
     if isinstance(op, DeactivateUser):
         return f"- user {op.agent_user} ({op.reason})"
     raise TypeError(type(op).__name__)  # lead batches are shown as counts, by _lead_lines

@@ -9,7 +9,7 @@ import httpx
 
 from reconciler.config import require_dialer_password
 from reconciler.crm import open_crm
-from reconciler.dialer.client import DialerClient
+from reconciler.dialect import dialect_of
 from reconciler.digests import load_or_create_key
 from reconciler.engine import Context
 from reconciler.settings import Settings
@@ -31,7 +31,8 @@ def open_context(
         stack.callback(state_engine.dispose)
         stack.callback(crm_engine.dispose)
         db.require_current(state_engine)
-        client = stack.enter_context(DialerClient(settings.dialer, transport=transport))
+        dialect = dialect_of(settings.dialer)
+        client = stack.enter_context(dialect.client(settings.dialer, transport))
         yield Context(
             settings=settings,
             spec=spec,
@@ -39,6 +40,7 @@ def open_context(
             crm=crm_engine,
             dialer=client,
             digest_key=load_or_create_key(settings.state.digest_key_file),
+            dialect=dialect,
         )
 
 

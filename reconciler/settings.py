@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from reconciler.daemon.settings import DaemonSettings
+
 Method = Literal["GET", "POST"]
 
 
@@ -24,9 +26,21 @@ class DialerSettings:
     backoff_base: float = 0.5        # seconds; doubled per attempt, capped by backoff_max
     backoff_max: float = 10.0
     leads_per_batch: int = 500
-    max_request_bytes: int = 8000    # a GET URL (or POST body) for add_multi_lead stays under this
+    dialect: str = "elision"         # elision | vicidial: see reconciler.dialect
+    lead_concurrency: int = 4        # add_lead calls in flight at once (one-by-one dialects)
+    # What carries add_multi_lead's parameters stays under this: the URL for GET, the body for
+    # POST. Unset: 8,000 for GET (URL limits of web servers), 8,000,000 for POST (PHP's
+    # default post_max_size).
+    max_request_bytes: int | None = None
     # How to set the password, for messages; never the password itself.
     password_hint: str = "export RECONCILER_DIALER_PASSWORD"  # noqa: S105
+
+
+    @property
+    def request_byte_limit(self) -> int:
+        if self.max_request_bytes is not None:
+            return self.max_request_bytes
+        return 8000 if self.method == "GET" else 8_000_000
 
 
 @dataclass(frozen=True)
@@ -56,3 +70,4 @@ class Settings:
     guards: GuardSettings = GuardSettings()
     spec_path: Path = Path("specs/example.toml")
     source_file: Path | None = None   # the TOML file these came from, for messages
+    daemon: DaemonSettings = field(default_factory=DaemonSettings)

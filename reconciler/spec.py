@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.dialer.fields import LEAD_RULES
-from reconciler.errors import SpecError
+from reconciler.dialer.vicidial_requests import duplicate_check_value
+from reconciler.errors import FieldInvalid, SpecError
 from reconciler.model import (
     LIST_FIELDS,
     LIST_REQUIRED_FIELDS,
@@ -64,6 +65,8 @@ class Spec:
     lists: ResourceSpec | None
     policy: SyncPolicy
     leads: ResourceSpec | None = None
+    # add_lead's duplicate_check options ("DUPLIST", ...), for dialers that send leads one by one
+    lead_duplicate_check: tuple[str, ...] = ()
 
 
 _RESOURCES = {
@@ -74,7 +77,7 @@ _RESOURCES = {
 _RESOURCE_KEYS = {
     "users": {"query", "table", "fields", "on_removed", "on_inactive", "owned_fields"},
     "lists": {"query", "table", "fields", "owned_fields"},
-    "leads": {"query", "table", "fields", "key", "duplicates"},
+    "leads": {"query", "table", "fields", "key", "duplicates", "duplicate_check"},
 }
 _SOURCE_KEYS = {"column", "value", "default", "yes_no", "map"}
 
@@ -117,7 +120,8 @@ def parse_spec(raw: Mapping[str, Any], path: Path, spec_hash: str = "") -> Spec:
         manage_lists=lists is not None,
         lead_duplicates=str(duplicates),
     )
-    return Spec(path, spec_hash, users, lists, policy, resources.get("leads"))
+    return Spec(path, spec_hash, users, lists, policy, resources.get("leads"),
+                _duplicate_check(leads_raw.get("duplicate_check", ""), where))
 
 
 def _resource(name: str, raw: Any, where: str) -> ResourceSpec:
@@ -155,6 +159,19 @@ def _resource(name: str, raw: Any, where: str) -> ResourceSpec:
         # The dialer keeps vendor_lead_code: by default it carries the CRM key back to us.
         sources.setdefault("vendor_lead_code", FieldSource(column=sources[LEAD_KEY].column))
     return ResourceSpec(name, key_field, query, table, sources, required)
+
+
+def _duplicate_check(raw: Any, where: str) -> tuple[str, ...]:
+    """`"DUPLIST"`, `"DUPLIST-DUPSYS90DAY"` or a list of options; checked as add_lead checks."""
+    options = raw.split("-") if isinstance(raw, str) else raw
+    if not isinstance(options, list | tuple) or not all(isinstance(o, str) for o in options):
+        raise SpecError(f"{where}: [leads] duplicate_check must be a string like \"DUPLIST\"")
+    options = tuple(o for o in options if o)
+    try:
+        duplicate_check_value(options)
+    except FieldInvalid as exc:
+        raise SpecError(f"{where}: [leads] duplicate_check {exc.rule}") from None
+    return options
 
 
 def _lead_key(raw: Mapping[str, Any], where: str) -> dict[str, FieldSource]:

@@ -10,9 +10,9 @@ from typing import Any
 import sqlalchemy as sa
 
 from reconciler import democrm
-from reconciler.dialer.client import DialerClient
+from reconciler.dialect import dialect_of
 from reconciler.engine import Context
-from reconciler.sandbox import SandboxDialer
+from reconciler.sandbox import API_PATH, VICIDIAL_API_PATH, SandboxDialer
 from reconciler.settings import CrmSettings, DialerSettings, GuardSettings, Settings, StateSettings
 from reconciler.spec import load_spec
 from reconciler.state.store import StateStore
@@ -21,8 +21,11 @@ REPO = Path(__file__).resolve().parents[1]
 EXAMPLE_SPEC = REPO / "specs" / "example.toml"
 
 
-def dialer_settings(url: str = "http://sandbox/dialer/elision_api.php", **overrides: Any
-                    ) -> DialerSettings:
+def dialer_settings(url: str | None = None, **overrides: Any) -> DialerSettings:
+    """Settings for the sandbox; its API path follows `dialect` (elision unless given)."""
+    if url is None:
+        url = "http://sandbox" + (VICIDIAL_API_PATH if overrides.get("dialect") == "vicidial"
+                                  else API_PATH)
     values: dict[str, Any] = {"url": url, "user": "api", "password": "1234", "source": "test",
                               "backoff_base": 0.0, "backoff_max": 0.0, **overrides}
     return DialerSettings(**values)
@@ -42,9 +45,10 @@ def engine_context(
         spec_path=spec_path,
     )
     crm = sa.create_engine(crm_url)
-    with DialerClient(settings.dialer, transport=sandbox.transport()) as client:
+    dialect = dialect_of(settings.dialer)
+    with dialect.client(settings.dialer, sandbox.transport()) as client:
         yield Context(settings, load_spec(spec_path), StateStore(state, "default"), crm, client,
-                      b"k" * 32)
+                      b"k" * 32, dialect)
     crm.dispose()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -111,7 +112,9 @@ def test_omitted_settings_take_their_defaults(tmp_path: Path) -> None:
     assert (d.source, d.target, d.method) == ("reconciler", "default", "POST")
     assert (d.connect_timeout, d.read_timeout, d.max_retries) == (5.0, 30.0, 3)
     assert (d.backoff_base, d.backoff_max) == (0.5, 10.0)
-    assert (d.leads_per_batch, d.max_request_bytes) == (500, 8000)
+    assert (d.leads_per_batch, d.max_request_bytes) == (500, None)
+    assert d.request_byte_limit == 8_000_000      # POST: PHP's post_max_size
+    assert replace(d, method="GET").request_byte_limit == 8000     # a URL must stay short
     assert d.password == ""                       # checked only when the dialer is used
     assert settings.state.url == "sqlite:///reconciler-state.db"
     assert settings.state.digest_key_file == Path(".reconciler-key")

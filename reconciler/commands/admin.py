@@ -37,6 +37,8 @@ def register(sub: Any) -> None:
     s.add_argument("--port", type=int, default=8080)
     s.add_argument("--state-file", metavar="PATH",
                    help="keep the sandbox's data in this file across restarts")
+    s.add_argument("--mode", choices=("elision", "vicidial"), default="elision",
+                   help="answer as Elision's dialer (default) or as stock VICIdial 2.14")
     s.set_defaults(func=cmd_sandbox)
 
 
@@ -82,11 +84,12 @@ def cmd_unlock(args: argparse.Namespace) -> int:
 
 
 def cmd_sandbox(args: argparse.Namespace) -> int:
-    from reconciler.sandbox import API_PATH, SandboxDialer, serve
+    from reconciler.sandbox import SandboxDialer, serve
 
     setup_logging(args)
-    dialer = SandboxDialer(state_file=Path(args.state_file) if args.state_file else None)
-    print(f"sandbox dialer on http://{args.host}:{args.port}{API_PATH} "
+    dialer = SandboxDialer(state_file=Path(args.state_file) if args.state_file else None,
+                           mode=args.mode)
+    print(f"sandbox dialer on http://{args.host}:{args.port}{dialer.api_path} "
           f"(API user api / 1234); state at /_sandbox/state; Ctrl-C stops it", flush=True)
     serve(dialer, host=args.host, port=args.port)
     return EXIT_OK

@@ -2,7 +2,9 @@
 
 A batch's intent (its id and lead keys, status `pending`) is committed before it is sent; each
 lead's outcome after the answer. A batch whose answer never came is `in_doubt` and is never
-resent automatically: `reconciler leads resolve` settles it.
+resent automatically: `reconciler leads resolve` settles it, or, with a dialer that can look
+leads up, a look-up does (`doubtful_leads`, `settle_by_lookup`). A dialer that takes leads one
+by one gets a batch's intent committed at once too, then each lead's outcome as it comes.
 """
 
 from __future__ import annotations
@@ -10,17 +12,33 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 
 from reconciler.errors import StateError
-from reconciler.keyorder import binary_key_order
+from reconciler.keyorder import binary_key_order, stream_rows
 from reconciler.model import RecordedLead
 from reconciler.state.schema import lead_batches, shadow_leads
 from reconciler.state.store import StateStore, StepWriter, now
 
-STREAM_CHUNK = 5000
+
+@dataclass(frozen=True)
+class DoubtfulLead:
+    key: str
+    list_id: str
+    digest: str
+    batch_id: str
+
+
+@dataclass(frozen=True)
+class LeadSettlement:
+    """What a look-up on the dialer found for an in-doubt lead."""
+
+    key: str
+    batch_id: str
+    dialer_lead_id: str | None        # it landed with this id; None: it never landed
 
 
 @dataclass(frozen=True)
@@ -42,12 +60,10 @@ class LeadBook:
         statement = (
             sa.select(t.lead_key, t.list_id, t.fields_digest, t.status)
             .where(t.target == self.target)
-            .order_by(binary_key_order(t.lead_key, self.engine.dialect.name))
+            .order_by(binary_key_order(t.lead_key, self.engine.dialect.name, is_text=True))
         )
         with self.engine.connect() as conn:
-            result = conn.execution_options(stream_results=True, yield_per=STREAM_CHUNK).execute(
-                statement)
-            for key, list_id, digest, status in result:
+            for key, list_id, digest, status in stream_rows(conn, statement):
                 yield RecordedLead(key, list_id, digest, status)
 
     def record_intent(self, run_id: str, list_id: str,
@@ -71,17 +87,80 @@ class LeadBook:
 
     def record_outcome(self, batch_id: str, results: Sequence[LeadResult], state: str,
                        message: str = "") -> None:
+        t = shadow_leads.c
+        statement = (
+            sa.update(shadow_leads)
+            .where(t.target == self.target, t.lead_key == sa.bindparam("key"),
+                   t.batch_id == batch_id)
+            .values(status=sa.bindparam("status"), dialer_lead_id=sa.bindparam("lead_id"),
+                    message=sa.bindparam("why"), updated_at=now())
+        )
         with self.engine.begin() as conn:
-            for result in results:
-                conn.execute(
-                    sa.update(shadow_leads)
-                    .where(shadow_leads.c.target == self.target,
-                           shadow_leads.c.lead_key == result.key,
-                           shadow_leads.c.batch_id == batch_id)
-                    .values(status=result.status, dialer_lead_id=result.dialer_lead_id,
-                            message=result.message or None, updated_at=now()))
+            if results:     # one executemany for the batch, not a statement per lead
+                conn.execute(statement, [
+                    {"key": r.key, "status": r.status, "lead_id": r.dialer_lead_id,
+                     "why": r.message or None} for r in results])
             self._settle(conn, batch_id, state, message)
             StepWriter(conn, self.target, "").bump_version()
+
+    def record_lead(self, batch_id: str, result: LeadResult) -> None:
+        """Commit one lead's outcome (leads sent one by one)."""
+        with self.engine.begin() as conn:
+            conn.execute(sa.update(shadow_leads).where(
+                shadow_leads.c.target == self.target, shadow_leads.c.lead_key == result.key,
+                shadow_leads.c.batch_id == batch_id).values(
+                    status=result.status, dialer_lead_id=result.dialer_lead_id,
+                    message=result.message or None, updated_at=now()))
+            StepWriter(conn, self.target, "").bump_version()
+
+    def finish_batch(self, batch_id: str, unsent: Sequence[str], state: str,
+                     message: str = "") -> None:
+        """Close a batch sent lead by lead: its leads never attempted are forgotten (planned
+        again next run); the batch is `state` (answered, or in_doubt when a lead is)."""
+        with self.engine.begin() as conn:
+            if unsent:
+                conn.execute(sa.delete(shadow_leads).where(
+                    shadow_leads.c.batch_id == batch_id, shadow_leads.c.status == "pending",
+                    shadow_leads.c.lead_key.in_(list(unsent))))
+            self._settle(conn, batch_id, state, message)
+            StepWriter(conn, self.target, "").bump_version()
+
+    def doubtful_leads(self, settled_before: datetime) -> list[DoubtfulLead]:
+        """Leads in doubt since before `settled_before`, from batches a finished run settled."""
+        t, b = shadow_leads.c, lead_batches.c
+        statement = (
+            sa.select(t.lead_key, t.list_id, t.fields_digest, t.batch_id)
+            .join_from(shadow_leads, lead_batches, t.batch_id == b.batch_id)
+            .where(t.target == self.target, t.status == "in_doubt", b.state == "in_doubt",
+                   t.updated_at <= settled_before)
+            .order_by(t.lead_key))
+        with self.engine.connect() as conn:
+            return [DoubtfulLead(*row) for row in conn.execute(statement)]
+
+    def settle_by_lookup(self, settlements: Sequence[LeadSettlement]) -> int:
+        """Write what look-ups found: a lead found is sent, one not found is forgotten (so it is
+        sent again). Only leads still in doubt in the same batch change. Returns how many."""
+        t = shadow_leads.c
+        changed = 0
+        with self.engine.begin() as conn:
+            for s in settlements:
+                mine = sa.and_(t.target == self.target, t.lead_key == s.key,
+                               t.batch_id == s.batch_id, t.status == "in_doubt")
+                if s.dialer_lead_id is not None:
+                    done = conn.execute(sa.update(shadow_leads).where(mine).values(
+                        status="sent", dialer_lead_id=s.dialer_lead_id, updated_at=now(),
+                        message="found on the dialer by a look-up"))
+                else:
+                    done = conn.execute(sa.delete(shadow_leads).where(mine))
+                changed += done.rowcount
+            for batch_id in sorted({s.batch_id for s in settlements}):
+                left = conn.execute(sa.select(sa.func.count()).where(
+                    t.batch_id == batch_id, t.status.in_(("pending", "in_doubt")))).scalar_one()
+                if not left:
+                    self._settle(conn, batch_id, "resolved_lookup",
+                                 "settled by looking the leads up on the dialer")
+            StepWriter(conn, self.target, "").bump_version()
+        return changed
 
     def forget_unsent(self, batch_id: str, message: str) -> None:
         """The batch never reached the dialer: drop its intent so the leads are planned again."""

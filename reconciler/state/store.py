@@ -61,6 +61,14 @@ class StepWriter:
                   "run_id": self._run_id}
         self._upsert(shadow_lists, {"list_id": list_id}, values)
 
+    def update_list_fields(self, list_id: str, fields: Mapping[str, str], origin: str) -> None:
+        """Merge confirmed changes into an existing shadow row (or create it with `origin`)."""
+        key = {"target": self._target, "list_id": list_id}
+        row = self._conn.execute(
+            sa.select(shadow_lists.c.fields, shadow_lists.c.origin).filter_by(**key)).first()
+        merged = {**(row.fields if row else {}), **fields}
+        self.save_list(list_id, merged, row.origin if row else origin)
+
     def _upsert(self, table: sa.Table, key: Mapping[str, str], values: dict[str, Any]) -> None:
         where = {"target": self._target, **key}
         result = self._conn.execute(sa.update(table).filter_by(**where).values(**values))

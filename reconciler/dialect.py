@@ -1,0 +1,156 @@
+"""Dialer dialects: what each kind of dialer can do, and the one place that knows their names.
+
+The planner and the engine never ask which dialer they talk to, only what it can do
+(`Capabilities`). The client a dialect builds offers the calls its capabilities promise; the
+protocols below name those calls; a client is checked for them (`lacking`) before one is made.
+
+Besides the capabilities, a dialect judges CRM values before anything is sent (`check`: the API's
+field rules, plus what VICIdial would silently rewrite and we refuse) and says what the dialer
+keeps of a value it accepts (`stored`), so that what we record is what the dialer holds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import httpx
+
+from reconciler.dialer.client import DialerClient
+from reconciler.dialer.fields import FieldValue, check_field, lead_problems
+from reconciler.dialer.requests import Lead
+from reconciler.dialer.vicidial_client import VicidialClient
+from reconciler.dialer.vicidial_fields import (
+    vicidial_input_problems,
+    vicidial_rewrite,
+    vicidial_stored,
+)
+from reconciler.dialer.vicidial_replies import (
+    LeadAdded,
+    LeadFound,
+    ListInfo,
+    ListUpdated,
+    UserDetails,
+)
+from reconciler.errors import DialerRefused
+from reconciler.model import Capabilities
+from reconciler.settings import DialerSettings
+
+# function, field, value -> the rule it breaks, or None
+Check = Callable[[str, str, object], str | None]
+# function, field, value -> what the dialer stores
+Stored = Callable[[str, str, str], str]
+ClientFactory = Callable[[DialerSettings, httpx.BaseTransport | None], DialerClient]
+
+
+# --- what a client of a capable dialect offers -------------------------------------------------
+
+
+@runtime_checkable
+class ReadsUsers(Protocol):
+    def user_details(self, agent_user: FieldValue) -> UserDetails: ...
+
+
+@runtime_checkable
+class ReadsLists(Protocol):
+    def list_info(self, list_id: FieldValue, *, leads_counts: bool = False) -> ListInfo: ...
+
+
+@runtime_checkable
+class UpdatesLists(Protocol):
+    def update_list(self, list_id: FieldValue, **changes: FieldValue) -> ListUpdated: ...
+
+
+@runtime_checkable
+class SendsOneLead(Protocol):
+    def add_lead(self, lead: Lead, *, duplicate_check: Sequence[str] = (),
+                 list_exists_check: bool = True) -> LeadAdded: ...
+
+
+@runtime_checkable
+class LooksUpLeads(Protocol):
+    def find_lead(self, phone_number: FieldValue, *, list_id: FieldValue,
+                  vendor_lead_code: FieldValue) -> tuple[LeadFound, ...]: ...
+
+    def lead_all_info(self, *, lead_id: FieldValue | None = None,
+                      phone_number: FieldValue | None = None) -> tuple[LeadFound, ...]: ...
+
+
+def lacking(function: str) -> DialerRefused:
+    """For a client without a call its dialect's capabilities promise: a configuration error."""
+    return DialerRefused(f"{function}: this dialer's client cannot do it", function=function)
+
+
+# --- dialects ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Dialect:
+    name: str
+    capabilities: Capabilities
+    make_client: ClientFactory
+    input_problems: Check | None = None      # beyond the API's field rules
+    stored_as: Stored | None = None          # None: the dialer keeps what it is sent
+    rewrite_warning: Check | None = None     # how a value it accepts is altered, or None
+
+    def client(self, settings: DialerSettings,
+               transport: httpx.BaseTransport | None = None) -> DialerClient:
+        return self.make_client(settings, transport)
+
+    def check(self, function: str, field: str, value: object) -> str | None:
+        """The rule `value` breaks for this dialer, or None when it may be sent."""
+        rule = check_field(function, field, value)
+        if rule is None and self.input_problems is not None:
+            rule = self.input_problems(function, field, value)
+        return rule
+
+    def stored(self, function: str, field: str, value: str) -> str:
+        """What the dialer keeps of a value it accepts."""
+        return value if self.stored_as is None else self.stored_as(function, field, value)
+
+    def rewrite_rule(self, function: str, field: str, value: str) -> str | None:
+        """How the dialer alters a sendable value, for a warning; None when it keeps it."""
+        return None if self.rewrite_warning is None else self.rewrite_warning(function, field,
+                                                                              value)
+
+    @property
+    def lead_function(self) -> str:
+        return "add_lead" if self.capabilities.sends_leads_one_by_one else "add_multi_lead"
+
+    def lead_problems(self, lead: Mapping[str, str]) -> list[tuple[str, str]]:
+        """Every (field, rule) one lead breaks before it is sent."""
+        problems = lead_problems(lead, self.lead_function)
+        if self.input_problems is not None:
+            bad = {name for name, _ in problems}
+            problems += [(name, rule) for name, value in lead.items() if name not in bad
+                         for rule in [self.input_problems(self.lead_function, name, value)]
+                         if rule is not None]
+        return problems
+
+
+def _vicidial_warning(function: str, field: str, value: object) -> str | None:
+    rewrite = vicidial_rewrite(function, field, value)
+    return rewrite.rule if rewrite is not None and rewrite.action == "warn" else None
+
+
+ELISION = Dialect(
+    name="elision",
+    capabilities=Capabilities(),
+    make_client=lambda settings, transport: DialerClient(settings, transport=transport),
+)
+VICIDIAL = Dialect(
+    name="vicidial",
+    capabilities=Capabilities(reads_users=True, reads_lists_individually=True,
+                              has_update_list=True, sends_leads_one_by_one=True,
+                              can_look_up_leads=True),
+    make_client=lambda settings, transport: VicidialClient(settings, transport=transport),
+    input_problems=vicidial_input_problems,
+    stored_as=vicidial_stored,
+    rewrite_warning=_vicidial_warning,
+)
+DIALECTS: Mapping[str, Dialect] = {d.name: d for d in (ELISION, VICIDIAL)}
+
+
+def dialect_of(settings: DialerSettings) -> Dialect:
+    return DIALECTS[settings.dialect]

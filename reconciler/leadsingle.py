@@ -1,0 +1,178 @@
+"""Send leads one by one (add_lead), exactly once per lead, a few calls in flight at once.
+
+The merge still groups leads in batches, for the plan, progress and bookkeeping; a batch here is
+sent lead by lead. Its intent (every lead `pending`) is committed before the first call; each
+lead's outcome is committed as its answer comes. Workers only call the dialer: every write to
+the state database is made from the calling thread, one at a time.
+
+A lead whose answer is lost is in doubt (never resent blindly) and stops the run after the calls
+already in flight; leads not yet attempted are forgotten, so the next run plans them again. A
+lead the dialer calls a duplicate is rejected with the dialer's message naming the lead already
+there, unless a look-up shows that lead is this one (same list and vendor_lead_code): then it
+was sent before, and is recorded as sent with that lead id.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+
+from reconciler.dialect import LooksUpLeads, SendsOneLead, lacking
+from reconciler.dialer.client import DialerClient
+from reconciler.dialer.vicidial_replies import DuplicateLead
+from reconciler.errors import (
+    DialerError,
+    DialerInDoubt,
+    DialerMalformed,
+    DialerRefused,
+    DialerRejected,
+    DialerUnavailable,
+)
+from reconciler.executor import RunReport
+from reconciler.leadexec import LeadSender, Progress
+from reconciler.leadplan import LeadBatch, LeadEvent
+from reconciler.plan import AddLeads
+from reconciler.state.leads import LeadBook, LeadResult
+
+KEEP_GOING_EVERY = 100          # leads between two asks whether to go on (lease renewal)
+
+# A worker's answer: the lead's result (None: nothing reached the dialer) and, when the run
+# must stop, (outcome, message).
+Answer = tuple[LeadResult | None, tuple[str, str] | None]
+
+
+class OneByOneSender(LeadSender):
+    pool: ThreadPoolExecutor
+    def __init__(self, client: DialerClient, book: LeadBook, run_id: str, report: RunReport,
+                 *, blocked_lists: Mapping[str, str], keep_going: Callable[[], bool],
+                 progress: Progress | None = None, concurrency: int = 4,
+                 duplicate_check: Sequence[str] = ()) -> None:
+        super().__init__(client, book, run_id, report, blocked_lists=blocked_lists,
+                         keep_going=keep_going, progress=progress)
+        if not isinstance(client, SendsOneLead):
+            raise lacking("add_lead")
+        self.sender = client
+        self.finder = client if isinstance(client, LooksUpLeads) else None
+        self.concurrency = concurrency
+        self.duplicate_check = tuple(duplicate_check)
+        self.since_asked = 0
+
+    def send_all(self, events: Iterable[LeadEvent], planned: Iterable[AddLeads]) -> None:
+        self.pool = ThreadPoolExecutor(max_workers=self.concurrency,
+                                       thread_name_prefix="add-lead")
+        try:
+            super().send_all(events, planned)
+        finally:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+
+    def _send(self, batch: LeadBatch) -> bool:
+        self.seq += 1
+        started = time.monotonic()
+        blocked = self.blocked_lists.get(batch.list_id)
+        if blocked is not None:
+            self._step(batch, "skipped", f"list {batch.list_id} is not on the dialer: {blocked}",
+                       started)
+            return True
+        batch_id = self.book.record_intent(self.run_id, batch.list_id, batch.items)
+        stop = threading.Event()
+        futures: dict[Future[Answer | None], str] = {
+            self.pool.submit(contextvars.copy_context().run, self._one, key, fields, stop): key
+            for key, fields, _ in batch.items}
+        counts: Counter[str] = Counter()
+        unsent: list[str] = []
+        halt: tuple[str, str] | None = None
+        for future in as_completed(futures):
+            answer = future.result()
+            result, problem = answer if answer is not None else (None, None)
+            if result is None:
+                unsent.append(futures[future])
+            else:
+                self.book.record_lead(batch_id, result)
+                counts[result.status] += 1
+                self.progress(1)
+            if problem is not None and halt is None:
+                halt = problem
+                stop.set()
+            if halt is None and self._ask_keep_going() is False:
+                halt = ("stopped", "stopped on request")
+                stop.set()
+        message = self._summary(counts, len(unsent), batch_id)
+        self.book.finish_batch(batch_id, unsent, "in_doubt" if counts["in_doubt"] else "answered",
+                               halt[1] if halt else "")
+        self._step(batch, self._outcome(counts, halt), message, started)
+        if halt is not None:
+            return self._stop(*halt)
+        return True
+
+    def _one(self, key: str, fields: Mapping[str, str], stop: threading.Event) -> Answer | None:
+        """Send one lead (in a worker thread). None: not attempted, the run is stopping."""
+        if stop.is_set():
+            return None
+        answer = self._call(key, fields)
+        if answer[1] is not None:
+            stop.set()        # at once, so no other worker starts a lead meanwhile
+        return answer
+
+    def _call(self, key: str, fields: Mapping[str, str]) -> Answer:
+        try:
+            reply = self.sender.add_lead(fields, duplicate_check=self.duplicate_check)
+        except DuplicateLead as exc:
+            return self._duplicate(key, fields, exc), None
+        except (DialerInDoubt, DialerMalformed) as exc:
+            # It may have landed: never resent blindly; a look-up settles it next run.
+            return LeadResult(key, "in_doubt", message=str(exc)), ("failed",
+                                                                 f"dialer unavailable: {exc}")
+        except DialerRejected as exc:            # our checks, or the dialer's: this lead only
+            return LeadResult(key, "rejected", message=str(exc)), None
+        except DialerRefused as exc:
+            return None, ("refused", f"stopped: {exc}")
+        except DialerUnavailable as exc:         # never reached the dialer
+            return None, ("failed", f"dialer unavailable: {exc}")
+        except DialerError as exc:
+            return LeadResult(key, "in_doubt", message=str(exc)), ("failed", str(exc))
+        return LeadResult(key, "sent", reply.lead_id), None
+
+    def _duplicate(self, key: str, fields: Mapping[str, str], exc: DuplicateLead) -> LeadResult:
+        """Ours (sent before, same list and vendor_lead_code) is sent; anyone else's rejects."""
+        code = fields.get("vendor_lead_code", "")
+        if self.finder is not None and exc.lead_id and code:
+            try:
+                there = self.finder.lead_all_info(lead_id=exc.lead_id)
+            except DialerError:
+                there = ()
+            if any(lead.vendor_lead_code == code and lead.list_id == fields.get("list_id")
+                   for lead in there):
+                return LeadResult(key, "sent", exc.lead_id,
+                                  message="already on the dialer with this vendor_lead_code")
+        return LeadResult(key, "rejected", message=str(exc))
+
+    def _ask_keep_going(self) -> bool:
+        self.since_asked += 1
+        if self.since_asked < KEEP_GOING_EVERY:
+            return True
+        self.since_asked = 0
+        return self.keep_going()
+
+    @staticmethod
+    def _summary(counts: Counter[str], unsent: int, batch_id: str) -> str:
+        parts = [f"{counts['sent']} sent", f"{counts['rejected']} rejected by the dialer"]
+        if counts["in_doubt"]:
+            parts.append(f"{counts['in_doubt']} in doubt (batch {batch_id})")
+        if unsent:
+            parts.append(f"{unsent} not attempted (sent next run)")
+        return ", ".join(parts)
+
+    @staticmethod
+    def _outcome(counts: Counter[str], halt: tuple[str, str] | None) -> str:
+        if counts["in_doubt"]:
+            return "in_doubt"
+        total = sum(counts.values())
+        if counts["sent"] and counts["sent"] == total and halt is None:
+            return "sent"
+        if counts["sent"]:
+            return "partial"
+        return "failed" if halt is not None and halt[0] != "stopped" else "rejected"

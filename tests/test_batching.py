@@ -1,0 +1,71 @@
+"""Batches are sized as the dialer client will encode them, and never more than needed."""
+
+from __future__ import annotations
+
+import math
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from reconciler.batching import COMMA_BYTES, BatchLimits, OpenBatch, lead_cost
+from reconciler.dialer import requests
+from reconciler.dialer.client import encoded_size, lead_batches, login_of
+from tests.helpers import dialer_settings
+
+# Any text the field rules accept: no control characters or line separators.
+words = st.text(alphabet=st.characters(blacklist_categories=("Cc", "Cs", "Zl", "Zp")))
+leads = st.lists(
+    st.fixed_dictionaries({
+        "phone_number": st.from_regex(r"\A[0-9]{6,18}\Z"),
+        "list_id": st.just("1101"),
+        "first_name": words.filter(lambda w: len(w) <= 30),
+        "comments": words.filter(lambda w: len(w) <= 120),
+    }),
+    min_size=1, max_size=40,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(batch=leads, method=st.sampled_from(["GET", "POST"]))
+def test_predicted_size_is_the_encoded_size(batch: list[dict[str, str]], method: str) -> None:
+    config = dialer_settings(method=method)
+    empty = requests.api_request(login_of(config), "add_multi_lead", {"multi_leads": "[]"})
+    predicted = (encoded_size(config, empty) + sum(lead_cost(x) for x in batch)
+                 + COMMA_BYTES * (len(batch) - 1))
+    request = requests.build_add_multi_lead(login_of(config), batch)
+    assert predicted == encoded_size(config, request)
+
+
+@settings(max_examples=40, deadline=None)
+@given(batch=leads, max_leads=st.integers(1, 12), max_bytes=st.integers(900, 6000))
+def test_open_batches_split_like_the_client(
+    batch: list[dict[str, str]], max_leads: int, max_bytes: int
+) -> None:
+    """The planner's incremental batching gives the client's own greedy, minimal split."""
+    config = dialer_settings(method="POST", leads_per_batch=max_leads,
+                             max_request_bytes=max_bytes)
+    empty = requests.api_request(login_of(config), "add_multi_lead", {"multi_leads": "[]"})
+    limits = BatchLimits(max_leads, max_bytes, encoded_size(config, empty))
+    if not all(limits.fits_alone(lead_cost(x)) for x in batch):
+        return
+    ours: list[list[dict[str, str]]] = []
+    current = OpenBatch(limits)
+    for n, lead in enumerate(batch):
+        cost = lead_cost(lead)
+        if not current.fits(cost):
+            ours.append([x for _, x, _ in current.items])
+            current = OpenBatch(limits)
+        current.add(str(n), lead, "", cost)
+    ours.append([x for _, x, _ in current.items])
+    assert ours == list(lead_batches(config, batch))
+
+
+def test_count_limit_alone_gives_the_minimum_number_of_batches() -> None:
+    limits = BatchLimits(max_leads=500, max_bytes=8_000_000, empty_bytes=80)
+    batches, current = 0, OpenBatch(limits)
+    for n in range(1234):
+        lead = {"phone_number": f"555{n:07d}", "list_id": "1101"}
+        if not current.fits(lead_cost(lead)):
+            batches, current = batches + 1, OpenBatch(limits)
+        current.add(str(n), lead, "", lead_cost(lead))
+    assert batches + 1 == math.ceil(1234 / 500)
