@@ -151,6 +151,9 @@ def apply_plan(
                                 duplicate_check=ctx.spec.lead_duplicate_check)
             if report.outcome == "ok" and report.failures:
                 report.outcome = "partial"
+        if plan.rejects:
+            # CRM rows our checks rejected never reach the executor: count them in the run too.
+            report.counts["crm_rejected"] = len(plan.rejects)
         ctx.store.finish_run(run_id, report.outcome, report.counts, report.message)
         log.info("run_finished", kind=kind, outcome=report.outcome, **report.counts)
     return report

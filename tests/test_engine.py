@@ -176,7 +176,7 @@ def test_resync_rebuilds_records_and_leaves_an_empty_plan(
         resync = gather_and_plan(ctx, resync=True)
         report = apply_plan(ctx, resync, kind="resync")
         assert report.outcome == "ok"
-        assert report.counts == {"adopted": 4, "converged": 24}
+        assert report.counts == {"adopted": 4, "converged": 24, "crm_rejected": 1}
         assert not gather_and_plan(ctx).plan.has_changes
     users = {u["agent_user"]: u for u in sandbox.snapshot()["users"]}
     assert users["1001"]["full_name"] == "Asha Patel"

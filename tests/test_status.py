@@ -120,7 +120,7 @@ def test_history_and_show(cli: Cli) -> None:
     lines = out.splitlines()
     assert code == 0 and lines[0].startswith("RUN       STARTED (UTC)")
     assert [line.split()[3] for line in lines[1:]] == ["apply", "plan"]
-    assert "2 created, 1 rejected" in lines[1]
+    assert "2 created, 1 crm_rejected, 1 rejected" in lines[1]
     assert len(cli.run("history", "--limit", "1")[1].splitlines()) == 2
 
     run_id = json.loads(cli.run("history", "--json")[1])[0]["run_id"]

@@ -73,10 +73,10 @@ def gather_status(settings: Settings, engine: sa.Engine) -> dict[str, Any]:
         for name in _declared_resources(settings)
     }
     latest = queries.latest_applied_run(engine, target)
-    # CRM rows rejected by our checks are counted by plans ("reject") and daemon runs
-    # ("crm_rejected"); `apply` does not record them, so the newest run that does is used.
-    counted = _newest([run for kind, run in by_kind.items()
-                       if kind in queries.PREVIEW_KINDS or kind.startswith("daemon")])
+    # CRM rows rejected by our checks are counted by plans ("reject") and by applied runs
+    # ("crm_rejected"): the newest run that read the CRM is used.
+    counted = _newest([run for run in by_kind.values()
+                       if run.get("outcome") not in (None, "unavailable")])
     crm_counts = (counted or {}).get("counts") or {}
     return {
         "target": target,

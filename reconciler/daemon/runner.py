@@ -155,12 +155,6 @@ class Runner:
         if plan.breaches:
             return self._refused(kind, plan.breaches, plan.count(), plan.digest)
         report = apply_plan(ctx, gathered, kind=kind, keep_going=self._keep_going)
-        if plan.rejects:
-            # apply_plan records what the executor counted; CRM rows our checks rejected never
-            # reach it, so they are added to the same run's counts for `status` and /metrics.
-            ctx.store.finish_run(report.run_id, report.outcome,
-                                 {**report.counts, "crm_rejected": len(plan.rejects)},
-                                 report.message)
         self.stats.run_finished(kind, report.outcome,
                                 queries.step_counts(ctx.store.engine, report.run_id))
         if report.outcome == "failed":
