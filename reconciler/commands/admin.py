@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -87,6 +88,10 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
     from reconciler.sandbox import SandboxDialer, serve
 
     setup_logging(args)
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        # It accepts the document's example password and keeps no secrets: not for a network.
+        print(f"warning: the sandbox is listening on {args.host}, not loopback",
+              file=sys.stderr)
     dialer = SandboxDialer(state_file=Path(args.state_file) if args.state_file else None,
                            mode=args.mode)
     print(f"sandbox dialer on http://{args.host}:{args.port}{dialer.api_path} "

@@ -9,6 +9,8 @@ import sqlalchemy as sa
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.script.revision import ResolutionError
+from alembic.util.exc import CommandError
 
 from alembic import command
 from reconciler.errors import SchemaOutdated, StateError
@@ -80,12 +82,25 @@ def _run(engine: sa.Engine, action: Any, revision: str) -> None:
 def require_current(engine: sa.Engine) -> None:
     """Every command that touches state calls this first."""
     current, head = current_revision(engine), head_revision()
-    if current != head:
-        found = current or "an empty database"
+    if current == head:
+        return
+    if current is None:
+        found = "is empty"
+    elif not _known(current):
         raise SchemaOutdated(
-            f"state database is at {found}, this version needs {head}: "
-            f"run `reconciler db upgrade`"
-        )
+            f"state database is at {current}, which this version does not know (a newer "
+            f"reconciler made it?); use that version, or a fresh state database")
+    else:
+        found = f"is at {current}"
+    raise SchemaOutdated(
+        f"state database {found}, this version needs {head}: run `reconciler db upgrade`")
+
+
+def _known(revision: str) -> bool:
+    try:
+        return ScriptDirectory.from_config(alembic_config()).get_revision(revision) is not None
+    except (CommandError, ResolutionError):
+        return False
 
 
 def _reason(exc: sa.exc.DBAPIError) -> str:
