@@ -57,16 +57,25 @@ class LeadSender:
                     self._stop("stopped", "stopped on request")
                 return
 
-    def _send(self, batch: LeadBatch) -> bool:
-        """Send one batch. Returns False when the run must stop."""
+    def _begin(self, batch: LeadBatch) -> tuple[float, str | None]:
+        """Start a batch's step: skip it if its list is missing, else commit its intent.
+
+        Returns when it started, and the batch id (None when skipped).
+        """
         self.seq += 1
         started = time.monotonic()
         blocked = self.blocked_lists.get(batch.list_id)
         if blocked is not None:
             self._step(batch, "skipped", f"list {batch.list_id} is not on the dialer: {blocked}",
                        started)
+            return started, None
+        return started, self.book.record_intent(self.run_id, batch.list_id, batch.items)
+
+    def _send(self, batch: LeadBatch) -> bool:
+        """Send one batch. Returns False when the run must stop."""
+        started, batch_id = self._begin(batch)
+        if batch_id is None:
             return True
-        batch_id = self.book.record_intent(self.run_id, batch.list_id, batch.items)
         try:
             outcomes = self.client.add_multi_lead([fields for _, fields, _ in batch.items])
         except DialerInDoubt as exc:

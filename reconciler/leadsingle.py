@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextvars
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
@@ -70,14 +69,9 @@ class OneByOneSender(LeadSender):
             self.pool.shutdown(wait=True, cancel_futures=True)
 
     def _send(self, batch: LeadBatch) -> bool:
-        self.seq += 1
-        started = time.monotonic()
-        blocked = self.blocked_lists.get(batch.list_id)
-        if blocked is not None:
-            self._step(batch, "skipped", f"list {batch.list_id} is not on the dialer: {blocked}",
-                       started)
+        started, batch_id = self._begin(batch)
+        if batch_id is None:
             return True
-        batch_id = self.book.record_intent(self.run_id, batch.list_id, batch.items)
         stop = threading.Event()
         futures: dict[Future[Answer | None], str] = {
             self.pool.submit(contextvars.copy_context().run, self._one, key, fields, stop): key
