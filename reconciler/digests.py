@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import os
 import secrets
+import tempfile
 from pathlib import Path
 
 from reconciler.errors import ConfigError
@@ -32,10 +33,17 @@ def load_or_create_key(path: Path) -> bytes:
             return key
         key = secrets.token_bytes(KEY_BYTES)
         path.parent.mkdir(parents=True, exist_ok=True)
-        # Created private from the start: no window where others could read it.
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w", encoding="ascii") as handle:
-            handle.write(key.hex() + "\n")
+        # Written whole into a private temporary file (mkstemp: mode 0600 from the start), then
+        # linked into place: no process ever sees the key file without its key, not even after
+        # a crash, and of two processes creating it at once exactly one wins.
+        fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.",
+                                         suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", encoding="ascii") as handle:
+                handle.write(key.hex() + "\n")
+            os.link(temporary, path)
+        finally:
+            os.unlink(temporary)
         return key
     except FileExistsError:
         return load_or_create_key(path)  # another process created it first

@@ -24,6 +24,7 @@ from reconciler.errors import PlanRefused
 from reconciler.executor import RunReport
 from reconciler.render import render_plan
 from reconciler.runtime import open_context, write_lease
+from reconciler.state.leads import LeadBook
 from reconciler.state.lease import Lease
 
 
@@ -111,6 +112,12 @@ def _confirm_and_apply(ctx: Context, args: argparse.Namespace, gathered: Gathere
     _print_plan(args, plan)
     check_applicable(plan, force=args.force)
     if not plan.has_changes:
+        # apply_plan is not called, but the rule holds: a batch that a dead process left at
+        # `intent` is in doubt from the next apply on, so that `status` shows it.
+        interrupted = LeadBook(ctx.store).settle_interrupted()
+        if interrupted:
+            print(f"{interrupted} lead batch(es) left by an interrupted run are now in doubt: "
+                  f"see `reconciler leads in-doubt`.")
         return EXIT_REJECTED if plan.rejects else EXIT_OK
     if not args.yes and sys.stdin.isatty():
         answer = input("Apply these changes? Only 'yes' will be accepted: ")
