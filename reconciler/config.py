@@ -57,7 +57,7 @@ def load_settings(
     raw = _read_toml(path, required=explicit is not None or "RECONCILER_CONFIG" in environ)
     for name in raw:
         if name not in _SECTIONS and name != "reconciler":
-            raise ConfigError(f"{path}: unknown section [{name}]")
+            raise ConfigError(f"{path}: unknown section [{_shown(name)}]")
     merged = {name: dict(_table(raw, name, path)) for name in (*_SECTIONS, "reconciler")}
     _apply_env_overrides(merged, environ)
 
@@ -76,7 +76,7 @@ def load_settings(
 
     for key in merged["reconciler"]:
         if key not in _EXTRA_KEYS["reconciler"]:
-            raise ConfigError(f"{path}: unknown key reconciler.{key}")
+            raise ConfigError(f"{path}: unknown key reconciler.{_shown(key)}")
     spec = merged["reconciler"].get("spec", "specs/example.toml")
     if not isinstance(spec, str):
         raise ConfigError(f"reconciler.spec must be a string, not {spec!r}")
@@ -188,7 +188,7 @@ def _build(section: str, cls: type[Any], values: Mapping[str, Any], path: Path) 
     kwargs: dict[str, Any] = {}
     for key, value in values.items():
         if key not in known:
-            raise ConfigError(f"{path}: unknown key {section}.{key}")
+            raise ConfigError(f"{path}: unknown key {section}.{_shown(key)}")
         kwargs[key] = _coerce(f"{section}.{key}", known[key].type, value)
     try:
         return cls(**kwargs)
@@ -216,3 +216,8 @@ def _coerce(key: str, annotation: Any, value: Any) -> Any:
     if not isinstance(value, str):
         raise ConfigError(f"{key} must be a string, not {value!r}")
     return value
+
+
+def _shown(name: str) -> str:
+    """A name from the file on one line (line breaks escaped): an error is always one line."""
+    return name if name.splitlines() in ([], [name]) else repr(name)[1:-1]

@@ -43,7 +43,17 @@ class LeadMapper:
         return source, index.get(source.column or ""), plain
 
     def key(self, row: tuple[Any, ...]) -> str:
-        return self._value(self._key, row) or ""
+        """The key exactly as the database sorted it: trimming would break the merge's order.
+
+        A key with spaces around it is refused (ValueError), never silently changed.
+        """
+        source, i, _ = self._key
+        raw = None if i is None else row[i]
+        if type(raw) is str:
+            if raw != raw.strip() and raw.strip():
+                raise ValueError("must not start or end with spaces")
+            return raw.strip() and raw      # a blank key is a missing one
+        return convert(source, raw) or ""
 
     def list_id(self, row: tuple[Any, ...]) -> str:
         return self._value(self._list, row) or ""

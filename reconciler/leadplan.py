@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reconciler.batching import BatchLimits, OpenBatch, lead_cost
+from reconciler.errors import ReconcilerError
 from reconciler.model import DesiredLead, RecordedLead, RowRejection
 from reconciler.plan import Reject
 
@@ -28,7 +29,7 @@ FieldsOf = Callable[[tuple[Any, ...]], tuple[dict[str, str], list[tuple[str, str
 PhoneOf = Callable[[tuple[Any, ...]], str]
 
 
-class LeadOrderError(Exception):
+class LeadOrderError(ReconcilerError):
     """A stream was not in key order: merging it would give a wrong plan."""
 
 

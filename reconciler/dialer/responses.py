@@ -386,7 +386,10 @@ def _lead_outcome(context: _Context, index: int, entry: object) -> LeadOutcome:
         return LeadOutcome.unknown(index, "unreadable answer for this lead")
     message = context.clean(_as_text(entry.get("message")))
     # Success: phone|list_id|lead_id||status|   Failure: usually just the phone number.
-    parts = [context.field(part.strip()) for part in _as_text(entry.get("data")).split("|")]
+    # Digits here are the dialer's own phone, list and lead numbers, never an echoed password:
+    # a lead id that happens to equal a numeric password is kept (the answer has no other).
+    parts = [part if part.isdigit() else context.field(part)
+             for part in (p.strip() for p in _as_text(entry.get("data")).split("|"))]
     parts += [""] * (5 - len(parts))
     return LeadOutcome(
         index=index,
