@@ -66,7 +66,6 @@ def test_an_effect_that_raises_leaves_neither_step_nor_shadow_nor_version(
         writer.update_user_fields("1000", {"full_name": "Changed"}, {})
         writer.save_user("1001", {"full_name": "Bob"}, {})
         writer.save_list("1101", {"list_name": "Spring"}, "created")
-        writer.delete_user("1000")
         raise RuntimeError("crash in the middle of a step")
 
     with pytest.raises(RuntimeError, match="crash in the middle"):
@@ -91,7 +90,7 @@ def test_the_version_moves_only_when_the_shadow_is_written(store: StateStore) ->
                       lambda w: w.save_list("1101", {"list_name": "Spring"}, "created"))
     assert store.version() == 2
     store.commit_step(run_id, 5, "deactivate_user", "1000", "deactivated", "", 1,
-                      lambda w: w.delete_user("1000"))
+                      lambda w: w.update_user_fields("1000", {"active": "N"}, {}))
     assert store.version() == 3
     assert len(store.steps(run_id)) == 5
 
@@ -154,14 +153,6 @@ def test_save_user_replaces_and_update_user_fields_merges(store: StateStore) -> 
                       lambda w: w.save_user("1000", {"active": "N"}, {}))
     assert store.load_recorded().users["1000"] == RecordedUser("1000", {"active": "N"}, {})
     assert store.version() == 4
-
-
-def test_delete_user(store: StateStore) -> None:
-    run_id = store.start_run("apply")
-    store.commit_step(run_id, 1, "add_user", "1000", "created", "", 1, save_alice)
-    store.commit_step(run_id, 2, "forget", "1000", "ok", "", 1, lambda w: w.delete_user("1000"))
-    assert store.load_recorded().users == {}
-    assert count(store.engine, shadow_users) == 0
 
 
 def test_targets_are_kept_apart(state_engine: sa.Engine) -> None:

@@ -51,11 +51,6 @@ class StepWriter:
         merged_digests = {**(row.digests if row else {}), **digests}
         self.save_user(agent_user, merged_fields, merged_digests)
 
-    def delete_user(self, agent_user: str) -> None:
-        self._conn.execute(sa.delete(shadow_users).filter_by(target=self._target,
-                                                             agent_user=agent_user))
-        self._shadow_changed = True
-
     def save_list(self, list_id: str, fields: Mapping[str, str], origin: str) -> None:
         values = {"fields": dict(fields), "origin": origin, "updated_at": now(),
                   "run_id": self._run_id}
