@@ -9,7 +9,8 @@ million unchanged leads does a million digests, not seven million conversions.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from hashlib import blake2b
 from typing import Any
 
@@ -103,6 +104,54 @@ def lead_statement(resource: ResourceSpec, dialect: str) -> sa.Select[Any]:
         source = sa.table(name, *columns, schema=schema or None)
     return (sa.select(*(source.c[c] for c in resource.columns))
             .order_by(binary_key_order(source.c[key_column], dialect)))
+
+
+SharedPhones = dict[tuple[str, str], str]
+
+
+def shared_phones_later(engine: sa.Engine, resource: ResourceSpec
+                        ) -> Callable[[], SharedPhones] | None:
+    """`shared_phones`, started now on a thread of its own; call the result to wait for it.
+
+    The database does the work (and releases the interpreter meanwhile), so it overlaps the
+    merge instead of adding to it. None when it cannot be asked of the database.
+    """
+    if not _plain_phone_mapping(resource):
+        return None
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shared-phones")
+    future = pool.submit(shared_phones, engine, resource)
+    pool.shutdown(wait=False)
+    return future.result
+
+
+def _plain_phone_mapping(resource: ResourceSpec) -> bool:
+    plain = [resource.fields[name] for name in ("list_id", "phone_number", LEAD_KEY)]
+    return not any(s.column is None or s.value is not None or s.default is not None or s.map
+                   or s.yes_no for s in plain)
+
+
+def shared_phones(engine: sa.Engine, resource: ResourceSpec) -> SharedPhones:
+    """(list, phone) -> the first key (in key order) of every phone on several leads of a list.
+
+    Asked of the database, so a plan need not hold a million phones to apply `keep_first`.
+    Only for a spec whose list and phone are plain columns (see `_plain_phone_mapping`): with a
+    default or a map the planner tracks every phone itself.
+    """
+    plain = [resource.fields[name] for name in ("list_id", "phone_number", LEAD_KEY)]
+    dialect = engine.dialect.name
+    source = lead_statement(resource, dialect).order_by(None).subquery("crm_leads_all")
+    list_col, phone_col, key_col = (source.c[s.column or ""] for s in plain)
+    phone: Any = sa.func.trim(sa.cast(phone_col, sa.String))
+    for mark in " +-.()/":                  # as LeadMapper.phone normalises it
+        phone = sa.func.replace(phone, mark, "")
+    list_id = sa.func.trim(sa.cast(list_col, sa.String))
+    statement = (
+        sa.select(list_id, phone, sa.func.min(binary_key_order(key_col, dialect)))
+        .where(phone_col.is_not(None), list_col.is_not(None))
+        .group_by(list_id, phone).having(sa.func.count() > 1)
+    )
+    with read_only_connection(engine, "leads") as conn:
+        return {(str(lst), str(ph)): str(first) for lst, ph, first in stream_rows(conn, statement)}
 
 
 def stream_leads(engine: sa.Engine, resource: ResourceSpec, mapper: LeadMapper | None = None

@@ -79,8 +79,8 @@ def gather_and_plan(ctx: Context, *, resync: bool = False) -> Gathered:
         if caps.can_look_up_leads else ()
     if settled:   # recorded by apply before any lead is sent (a settle_leads op)
         plan = replace(plan, ops=(*plan.ops, leadsettle.as_op(settled)))
-    lead_ctx = leadflow.lead_context(ctx.settings.dialer, ctx.spec.leads, plan, desired,
-                                     recorded, observed,
+    lead_ctx = leadflow.lead_context(ctx.settings.dialer, ctx.crm, ctx.spec.leads, plan,
+                                     desired, recorded, observed,
                                      ctx.spec.policy.lead_duplicates == "keep_first", ctx.dialect)
     part = leadflow.plan_leads(leadflow.events(ctx.crm, ctx.spec.leads, book, lead_ctx, settled))
     return Gathered(desired, sealed(leadflow.with_leads(plan, part)), lead_ctx)

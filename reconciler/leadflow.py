@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 import sqlalchemy as sa
 
 from reconciler.batching import BatchLimits
-from reconciler.crm_leads import LeadMapper, stream_leads
+from reconciler.crm_leads import LeadMapper, shared_phones_later, stream_leads
 from reconciler.dialect import ELISION, Dialect
 from reconciler.dialer import requests
 from reconciler.dialer.client import DialerClient, encoded_size, login_of
@@ -43,9 +43,9 @@ class LeadPart:
     digest: str
 
 
-def lead_context(settings: DialerSettings, resource: ResourceSpec, plan: Plan, desired: Desired,
-                 recorded: Recorded, observed: Observed, keep_first_phone: bool,
-                 dialect: Dialect = ELISION) -> LeadContext:
+def lead_context(settings: DialerSettings, crm: sa.Engine, resource: ResourceSpec, plan: Plan,
+                 desired: Desired, recorded: Recorded, observed: Observed,
+                 keep_first_phone: bool, dialect: Dialect = ELISION) -> LeadContext:
     planned = {op.list_id for op in plan.ops if isinstance(op, (AddList, AdoptList))}
     usable = set(recorded.lists) | set(observed.lists or {}) | planned
     blockers = {
@@ -53,9 +53,11 @@ def lead_context(settings: DialerSettings, resource: ResourceSpec, plan: Plan, d
         for r in desired.rejections if r.resource == "lists" and r.key and r.key not in usable
     }
     mapper = LeadMapper(resource)
+    shared = shared_phones_later(crm, resource) if keep_first_phone else None
     return LeadContext(frozenset(usable), blockers,
                        batch_limits(settings, dialect.capabilities.sends_leads_one_by_one),
-                       mapper.fields, mapper.phone, dialect.lead_problems, keep_first_phone)
+                       mapper.fields, mapper.phone, dialect.lead_problems, keep_first_phone,
+                       shared)
 
 
 def batch_limits(settings: DialerSettings, one_by_one: bool = False) -> BatchLimits:

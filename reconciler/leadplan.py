@@ -42,6 +42,9 @@ class LeadContext:
     phone_of: PhoneOf                     # the normalised phone, for the duplicate policy
     check: LeadCheck                      # the dialer's field rules for one lead
     keep_first_phone: bool = True
+    # keep_first, asked of the CRM: waits for, then gives, (list, phone) -> the key that keeps
+    # it, for phones shared by several leads of a list. None: every phone is tracked instead.
+    shared_phones: Callable[[], Mapping[tuple[str, str], str]] | None = None
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,8 @@ class _Merge:
     batches: dict[str, OpenBatch] = field(default_factory=dict)
     seq: Counter[str] = field(default_factory=Counter)
     phones: set[int] = field(default_factory=set)
+    shared: Mapping[tuple[str, str], str] | None = None
+    lists_sharing: frozenset[str] = frozenset()
     digest: hashlib._Hash = field(default_factory=hashlib.sha256)
     pending_digest: list[str] = field(default_factory=list)
 
@@ -118,6 +123,14 @@ class _Merge:
     def _phone_taken(self, lead: DesiredLead) -> bool:
         if not self.ctx.keep_first_phone:
             return False
+        if self.ctx.shared_phones is not None:
+            if self.shared is None:         # first need: only now wait for the CRM's answer
+                self.shared = self.ctx.shared_phones()
+                self.lists_sharing = frozenset(list_id for list_id, _ in self.shared)
+            if lead.list_id not in self.lists_sharing:
+                return False
+            first = self.shared.get((lead.list_id, self.ctx.phone_of(lead.row)))
+            return first is not None and first != lead.key
         token = hash((lead.list_id, self.ctx.phone_of(lead.row)))
         if token in self.phones:
             return True
@@ -173,7 +186,9 @@ def lead_events(
     """One pass over both streams, in key order. Written as one loop: it runs per lead."""
     merge = _Merge(ctx)
     counts = merge.counts
-    keep_first, phone_of = ctx.keep_first_phone, ctx.phone_of
+    # Every phone is remembered only when the shared ones were not known in advance.
+    track_phones = ctx.keep_first_phone and ctx.shared_phones is None
+    phone_of = ctx.phone_of
     records = iter(recorded)
     have = next(records, None)
     rows = iter(desired)
@@ -208,7 +223,7 @@ def lead_events(
             # The common case, inlined: exported before and unchanged since.
             counts[item.list_id, SENT] += 1
             merge.remember(item)
-            if keep_first:
+            if track_phones:
                 merge.phones.add(hash((item.list_id, phone_of(item.row))))
         else:
             yield from merge.decide(item, mine)

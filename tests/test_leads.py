@@ -15,7 +15,7 @@ from reconciler.engine import Context, apply_plan, gather_and_plan
 from reconciler.plan import AddLeads, AddList
 from reconciler.sandbox import SandboxData, SandboxDialer, SandboxList
 from reconciler.state.leads import LeadBook
-from tests.helpers import crm_execute, engine_context, make_crm
+from tests.helpers import EXAMPLE_SPEC, crm_execute, engine_context, make_crm
 
 LISTS = [
     {"id": "1101", "name": "Spring Renewals", "campaign": "TESTCAMP", "is_active": 1},
@@ -217,3 +217,35 @@ def test_a_saved_plan_sends_exactly_the_planned_batches(
         assert report.outcome == "failed"
         assert "changed since the plan" in report.message
     assert sandbox.snapshot()["leads"] == []
+
+
+def test_shared_phones_are_found_by_the_database_alike_on_both_backends(
+    database_url: str, tmp_path: Path
+) -> None:
+    from reconciler.crm_leads import shared_phones
+    from reconciler.spec import load_spec
+
+    engine = democrm.create_crm(database_url, [], LISTS, [
+        lead(7, phone="+1 (555) 000-0001"), lead(12, phone="1 555 000 0001"),
+        lead(3, "1102", phone="15550000001"), lead(4, phone="5550000099")])
+    resource = load_spec(EXAMPLE_SPEC).leads
+    assert resource is not None
+    # Key order is text order: "12" comes before "7".
+    assert shared_phones(engine, resource) == {("1101", "15550000001"): "12"}
+    engine.dispose()
+
+
+def test_keep_first_works_without_the_database_when_the_phone_is_mapped(
+    sandbox: SandboxDialer, sqlite_state: sa.Engine, tmp_path: Path
+) -> None:
+    """A default on the phone: the shared phones cannot be asked of the database."""
+    spec = tmp_path / "spec.toml"
+    spec.write_text(EXAMPLE_SPEC.read_text().replace(
+        'phone_number = "phone"', 'phone_number = { column = "phone", default = "5550000000" }'))
+    crm = make_crm(tmp_path, [], LISTS[:1], [lead(1, phone="555-000-0042"),
+                                              lead(2, phone="5550000042"), lead(3)])
+    with engine_context(sandbox, sqlite_state, crm, tmp_path, spec_path=spec) as ctx:
+        gathered = gather_and_plan(ctx)
+    assert gathered.leads is not None and gathered.leads.shared_phones is None  # tracked instead
+    assert [(r.key, r.field) for r in gathered.plan.rejects] == [("2", "phone_number")]
+    assert [op.keys for op in gathered.plan.ops if isinstance(op, AddLeads)] == [("1", "3")]
