@@ -224,6 +224,11 @@ def test_faults_can_be_injected_over_http(dialer: SandboxDialer,
 def test_request_log_lines_are_redacted(server: BackgroundServer) -> None:
     with capture_logs() as events:
         httpx.get(server.url, params={**BASE, "pass": "LogCanary42", "function": "x"}, timeout=5)
+        # The server thread logs the request after it has answered: wait for the line.
+        deadline = time.monotonic() + 5
+        while not any(e.get("event") == "sandbox_request" for e in events) \
+                and time.monotonic() < deadline:
+            time.sleep(0.01)
     lines = [e["line"] for e in events if e.get("event") == "sandbox_request"]
     assert lines
     assert not any("LogCanary42" in line for line in lines)
