@@ -26,7 +26,11 @@ from reconciler.sandbox.server import start_background
 from reconciler.settings import CrmSettings, DialerSettings, Settings, StateSettings
 from reconciler.state import db
 
-EXAMPLE_SPEC = Path(__file__).resolve().parents[2] / "specs" / "example.toml"
+# Installed: inside the package (pyproject maps specs/ to reconciler.specs); else the checkout's.
+_PACKAGE = Path(__file__).resolve().parents[1]
+EXAMPLE_SPEC = next((p for p in (_PACKAGE / "specs" / "example.toml",
+                                 _PACKAGE.parent / "specs" / "example.toml") if p.is_file()),
+                    _PACKAGE.parent / "specs" / "example.toml")
 DEMO_API_USER, DEMO_API_PASSWORD = "api", "1234"   # the API document's own example values
 
 

@@ -16,8 +16,12 @@ from alembic import command
 from reconciler.errors import SchemaOutdated, StateError
 from reconciler.redact import redact_text
 
-# The migrations live at the top of the checkout, beside the package (see alembic.ini).
-MIGRATIONS = Path(__file__).resolve().parents[2] / "alembic"
+# The migrations: inside the installed package (pyproject maps alembic/ to
+# reconciler.migrations), or at the top of a checkout, beside the package (see alembic.ini).
+_PACKAGE = Path(__file__).resolve().parents[1]
+MIGRATIONS = next((path for path in (_PACKAGE / "migrations", _PACKAGE.parent / "alembic")
+                   if (path / "env.py").is_file() and (path / "versions").is_dir()),
+                  _PACKAGE.parent / "alembic")
 
 
 def open_engine(url: str) -> sa.Engine:
