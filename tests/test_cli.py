@@ -10,9 +10,12 @@ from pathlib import Path
 import pytest
 
 from reconciler.cli import main
+from reconciler.runtime import lease_name
 from reconciler.sandbox import SandboxData, SandboxDialer
 from reconciler.sandbox.server import BackgroundServer, start_background
 from reconciler.sandbox.store import ApiUser
+from reconciler.state import db
+from reconciler.state.lease import Lease
 from tests.helpers import EXAMPLE_SPEC, agent, crm_execute, make_crm
 
 
@@ -32,9 +35,11 @@ class Setup:
 
 
 def _start(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sandbox: SandboxDialer,
-           agents: list[dict[str, object]] | None = None, extra: str = "") -> Iterator[Setup]:
+           agents: list[dict[str, object]] | None = None, extra: str = "",
+           leads: list[dict[str, object]] | None = None) -> Iterator[Setup]:
     crm = make_crm(tmp_path, agents or [agent("1000"), agent("1001")], lists=[
-        {"id": "1101", "name": "Spring Renewals", "campaign": "TESTCAMP", "is_active": 1}])
+        {"id": "1101", "name": "Spring Renewals", "campaign": "TESTCAMP", "is_active": 1}],
+        leads=leads or [])
     with start_background(sandbox) as server:
         config = tmp_path / "reconciler.toml"
         config.write_text(f"""
@@ -206,3 +211,46 @@ def test_demo_ends_with_no_changes(capsys: pytest.CaptureFixture[str], tmp_path:
     assert out.rstrip().splitlines()[-1].startswith("=== The sandbox now holds")
     assert "~ user 1004\n      agent_pass: (changed)" in out
     assert "new-secret-42" not in out
+
+
+def test_a_held_lease_makes_apply_wait_then_exit_1_naming_the_holder(
+    cli: Setup, capsys: pytest.CaptureFixture[str]
+) -> None:
+    engine = db.open_engine(f"sqlite:///{cli.dir / 'state.db'}")
+    Lease(engine, lease_name("default"), owner="host-b:4242:deadbeef").acquire()
+    capsys.readouterr()
+    assert cli.run("apply", "--yes", "--lock-wait", "0.3") == 1
+    assert "another process holds the write lease 'apply:default': host-b:4242:deadbeef" \
+        in capsys.readouterr().err
+    assert cli.functions() == []                          # nothing read, nothing sent
+    assert cli.run("unlock", "--force") == 0
+    assert "was held by host-b:4242:deadbeef" in capsys.readouterr().out
+    assert cli.run("apply", "--yes") == 0
+    engine.dispose()
+
+
+def test_an_in_doubt_batch_is_listed_and_resolved_from_the_cli(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    leads = [{"id": n, "list_id": "1101", "phone": f"555000{n:04d}", "first_name": None,
+              "last_name": None, "city": None, "email": None, "postal_code": None}
+             for n in range(1, 4)]
+    sandbox = SandboxDialer()
+    # A 503 once the request has left: the batch's outcome is unknown.
+    sandbox.inject("status", function="add_multi_lead", status=503)
+    for setup in _start(tmp_path, monkeypatch, sandbox, leads=leads):
+        assert setup.run("apply", "--yes") == 1
+        capsys.readouterr()
+        assert setup.run("leads", "in-doubt", "--json") == 0
+        (batch,) = json.loads(capsys.readouterr().out)
+        assert (batch["list_id"], batch["lead_count"]) == ("1101", 3)
+        assert setup.run("apply", "--yes") == 0             # never resent on its own
+        assert setup.functions().count("add_multi_lead") == 1
+        assert setup.run("leads", "resolve", batch["batch_id"], "--not-sent") == 0
+        assert "3 lead(s) forgotten" in capsys.readouterr().out
+        assert setup.run("leads", "in-doubt") == 0
+        assert "No lead batch is in doubt." in capsys.readouterr().out
+        assert setup.run("apply", "--yes") == 0
+        assert len(sandbox.snapshot()["leads"]) == 3
+        assert setup.run("leads", "resolve", batch["batch_id"], "--sent") == 1
+        assert "not in doubt" in capsys.readouterr().err
