@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from functools import partial
 from typing import Any
 
 import pytest
@@ -18,27 +19,15 @@ from reconciler.errors import (
     DialerRejected,
     DoesNotExist,
 )
-from reconciler.sandbox import ApiUser, SandboxData, SandboxDialer
-from reconciler.settings import DialerSettings, Method
+from reconciler.sandbox import ApiUser
+from reconciler.settings import Method
+from tests.dialer.harness import CANARY_API, SandboxHarness, add_agent
 
-CANARY_API = "canary-Pw-8271"
 CANARY_AGENT = "agent-canary-5531"
 
 
-class Sandbox:
-    def __init__(self, method: Method, **data: Any) -> None:
-        api_users = data.pop("api_users", (ApiUser("api", CANARY_API),))
-        self.dialer = SandboxDialer(SandboxData(api_users=api_users, **data))
-        self.method = method
-        self.sleeps: list[float] = []
-
-    def client(self, password: str = CANARY_API, **over: Any) -> DialerClient:
-        config = DialerSettings(url="http://sandbox/dialer/elision_api.php", user="api",
-                                password=password, source="test", method=self.method, **over)
-        return DialerClient(config, transport=self.dialer.transport(), sleep=self.sleeps.append)
-
-    def calls(self, function: str) -> list[dict[str, Any]]:
-        return [c for c in self.dialer.snapshot()["calls"] if c["function"] == function]
+class Sandbox(SandboxHarness[DialerClient]):
+    pass
 
 
 @pytest.fixture(params=["GET", "POST"])
@@ -53,10 +42,7 @@ def client(sandbox: Sandbox) -> Iterator[DialerClient]:
         yield dialer_client
 
 
-def _add_agent(client: DialerClient, agent_user: str = "1000", **over: Any) -> Any:
-    fields: dict[str, Any] = dict(agent_pass=CANARY_AGENT, agent_user_level=1,
-                                  agent_full_name="Testing Person", agent_user_group="AGENTS")
-    return client.add_user(agent_user, **{**fields, **over})
+_add_agent = partial(add_agent, agent_pass=CANARY_AGENT)
 
 
 def test_users(client: DialerClient, sandbox: Sandbox) -> None:

@@ -26,28 +26,16 @@ from reconciler.errors import (
     DoesNotExist,
     FieldInvalid,
 )
-from reconciler.sandbox import ApiUser, SandboxData, SandboxDialer
-from reconciler.sandbox.app import VICIDIAL_API_PATH
-from reconciler.settings import DialerSettings, Method
+from reconciler.sandbox import ApiUser
+from reconciler.settings import Method
+from tests.dialer.harness import CANARY_API, SandboxHarness, add_agent
 
-CANARY_API = "canary-Pw-8271"
 CANARY_AGENT = "agent-canary_5531"
 
 
-class Sandbox:
-    def __init__(self, method: Method, **data: Any) -> None:
-        api_users = data.pop("api_users", (ApiUser("api", CANARY_API),))
-        self.dialer = SandboxDialer(SandboxData(api_users=api_users, **data), mode="vicidial")
-        self.method = method
-        self.sleeps: list[float] = []
-
-    def client(self, password: str = CANARY_API, **over: Any) -> VicidialClient:
-        config = DialerSettings(url=f"http://sandbox{VICIDIAL_API_PATH}", user="api",
-                                password=password, source="test", method=self.method, **over)
-        return VicidialClient(config, transport=self.dialer.transport(), sleep=self.sleeps.append)
-
-    def calls(self, function: str) -> list[dict[str, Any]]:
-        return [c for c in self.dialer.snapshot()["calls"] if c["function"] == function]
+class Sandbox(SandboxHarness[VicidialClient]):
+    mode = "vicidial"
+    client_class = VicidialClient
 
 
 @pytest.fixture(params=["GET", "POST"])
@@ -62,10 +50,7 @@ def client(sandbox: Sandbox) -> Iterator[VicidialClient]:
         yield dialer_client
 
 
-def _add_agent(client: VicidialClient, agent_user: str = "1000", **over: Any) -> Any:
-    fields: dict[str, Any] = dict(agent_pass=CANARY_AGENT, agent_user_level=1,
-                                  agent_full_name="Testing Person", agent_user_group="AGENTS")
-    return client.add_user(agent_user, **{**fields, **over})
+_add_agent = partial(add_agent, agent_pass=CANARY_AGENT)
 
 
 def _lead(phone: str = "7275551212", list_id: str = "1101", code: str = "CRM-1") -> Any:
