@@ -23,9 +23,6 @@ import structlog
 from reconciler.sandbox import SandboxDialer
 from reconciler.state import db
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
-
 
 def _pg_bin(name: str) -> str | None:
     found = shutil.which(name)
