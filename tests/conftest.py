@@ -3,6 +3,9 @@
 PostgreSQL: the session starts a throwaway server (initdb + pg_ctl on a free loopback port) when
 the binaries are on the machine, and skips the PostgreSQL cases when they are not — unless
 RECONCILER_REQUIRE_POSTGRES=1 (CI), where a missing server fails the run instead.
+
+Hypothesis: with CI=true (`.ci/run` sets it) the "ci" profile draws the same examples on every
+run and sets no deadline, so a CI failure is reproducible and never a slow machine's timing.
 """
 
 from __future__ import annotations
@@ -19,12 +22,15 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 import structlog
+from hypothesis import settings
 
 from reconciler.sandbox import SandboxDialer
 from reconciler.state import db
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
+settings.register_profile("ci", derandomize=True, deadline=None, database=None,
+                          print_blob=True)
+if os.environ.get("CI", "").lower() == "true":
+    settings.load_profile("ci")
 
 
 def _pg_bin(name: str) -> str | None:

@@ -19,6 +19,11 @@ from reconciler.state.store import StateStore
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE_SPEC = REPO / "specs" / "example.toml"
+# The dialer API document and answers recorded from a real VICIdial 2.14, kept in the checkout
+# so that the suite runs from a plain clone.
+FIXTURES = REPO / "tests" / "fixtures"
+API_DOCUMENT = FIXTURES / "dialer-crm-integration-api.txt"
+VICIDIAL_RECORDINGS = FIXTURES / "vicidial-2.14-responses.txt"
 
 
 def dialer_settings(url: str | None = None, **overrides: Any) -> DialerSettings:

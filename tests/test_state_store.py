@@ -240,7 +240,7 @@ def test_acquire_waits_for_the_holder_to_release(state_engine: sa.Engine) -> Non
     timer = threading.Timer(0.2, holder.release)
     timer.start()
     try:
-        Lease(state_engine, NAME, owner="b").acquire(wait_seconds=5, poll_seconds=0.05)
+        Lease(state_engine, NAME, owner="b").acquire(wait_seconds=60, poll_seconds=0.05)
     finally:
         timer.join()
     held = holder.holder()
@@ -250,11 +250,13 @@ def test_acquire_waits_for_the_holder_to_release(state_engine: sa.Engine) -> Non
 def test_an_expired_lease_can_be_taken_and_its_old_holder_cannot_renew(
     state_engine: sa.Engine
 ) -> None:
-    crashed = Lease(state_engine, NAME, owner="crashed", ttl_seconds=0.25)
+    crashed = Lease(state_engine, NAME, owner="crashed", ttl_seconds=60)
     assert crashed.try_acquire()
     other = Lease(state_engine, NAME, owner="other")
     assert not other.try_acquire()                  # not yet expired
-    time.sleep(0.3)
+    # Its holder died long ago: the expiry is written in the past rather than waited for,
+    # which no slow machine can get wrong.
+    assert Lease(state_engine, NAME, owner="crashed", ttl_seconds=-60).renew()
     assert other.try_acquire()
     assert not crashed.renew()
     assert not crashed.try_acquire()
@@ -263,7 +265,10 @@ def test_an_expired_lease_can_be_taken_and_its_old_holder_cannot_renew(
 
 
 def test_renew_keeps_a_short_lease_alive(state_engine: sa.Engine) -> None:
-    holder = Lease(state_engine, NAME, owner="a", ttl_seconds=0.25)
+    # A TTL long enough that no pause of a loaded machine between two statements reaches it,
+    # short enough to outlive it within the test.
+    ttl = 2.0
+    holder = Lease(state_engine, NAME, owner="a", ttl_seconds=ttl)
     holder.acquire()
     before = holder.holder()
     time.sleep(0.05)
@@ -273,8 +278,9 @@ def test_renew_keeps_a_short_lease_alive(state_engine: sa.Engine) -> None:
     old_expiry, new_expiry = before["expires_at"], after["expires_at"]
     assert isinstance(old_expiry, datetime) and isinstance(new_expiry, datetime)
     assert new_expiry > old_expiry
-    for _ in range(3):                              # 0.35 s in all: past the first expiry
-        time.sleep(0.1)
+    outlived = time.monotonic() + ttl + 0.2         # past the first expiry
+    while time.monotonic() < outlived:
+        time.sleep(0.25)
         assert holder.renew()
     assert not Lease(state_engine, NAME, owner="b").try_acquire()
 

@@ -101,7 +101,7 @@ def collect(stats: Stats, engine: sa.Engine, target: str, *, outage: str | None,
     for (op, outcome), n in sorted(stats.steps().items()):
         steps.add(n, **t, op=op, outcome=outcome)
     skipped = Family("reconciler_runs_skipped_total", "counter",
-                     "Scheduled runs not started: lock_held, backoff or still_running.")
+                     "Scheduled runs not started: lock_held, backoff, still_running or missed.")
     for reason, n in sorted(stats.skipped().items()):
         skipped.add(n, **t, reason=reason)
     families = [

@@ -1,6 +1,6 @@
 """Parse every answer form of the dialer API into a typed reply or one of our errors. Pure: no I/O.
 
-Forms handled (see the API document and the VICIdial recordings in shared/fixtures):
+Forms handled (see the API document and the VICIdial recordings in tests/fixtures):
 - plain lines: `SUCCESS: <fn> <MESSAGE> - a|b|c`, `ERROR: <fn> <MESSAGE> - a|b` and VICIdial's
   `ERROR: <fn> <MESSAGE>: |a|b|`; a line wrapped onto following lines is joined back;
 - `ERROR: NO FUNCTION SPECIFIED` and `ERROR: Login incorrect, please try again: |user|pass|BAD|`;

@@ -1,6 +1,6 @@
 """Parse VICIdial NON-AGENT API answers into typed replies or our errors. Pure: no I/O.
 
-Answer forms (shared/fixtures/vicidial-2.14-responses.txt is the ground truth, NON-AGENT_API.txt
+Answer forms (tests/fixtures/vicidial-2.14-responses.txt is the ground truth, NON-AGENT_API.txt
 fills in what was not recorded):
 - status lines, read by `responses.read_plain_line`: `SUCCESS: add_lead LEAD HAS BEEN ADDED -
   7275551212|1001|8|-5.00|apiuser`, `ERROR: list_info LIST DOES NOT EXIST: |apiuser|5555`;

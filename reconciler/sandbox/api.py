@@ -1,6 +1,6 @@
 """The Elision API functions: field rules, permissions and the exact answers of the document.
 
-The source of truth is the Elision document (shared/seed/dialer-crm-integration-api.txt). Where
+The source of truth is the Elision document (tests/fixtures/dialer-crm-integration-api.txt). Where
 it is silent, the sandbox does what a VICIdial fork would do, as follows.
 
 Login and dispatch

@@ -1,6 +1,6 @@
 """The sandbox's vicidial mode: VICIdial 2.14's non_agent_api.php, on the same store.
 
-Ground truth is shared/fixtures/vicidial-2.14-responses.txt (answered byte for byte, but for the
+Ground truth is tests/fixtures/vicidial-2.14-responses.txt (answered byte for byte, but for the
 clock and the lead ids); NON-AGENT_API.txt fills in what was not recorded. Where both are
 silent, as follows.
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, cast
 
 from reconciler.dialer.client import DialerClient
+from reconciler.errors import DialerError
 from reconciler.sandbox import ApiUser, SandboxData, SandboxDialer
 from reconciler.sandbox.app import DialerMode
 from reconciler.settings import DialerSettings, Method
@@ -12,6 +15,35 @@ from reconciler.settings import DialerSettings, Method
 CANARY_API = "canary-Pw-8271"
 
 C = TypeVar("C", bound=DialerClient)
+
+# What each kind of fault a `mixed` plan picks makes the client's error say.
+FAULT_CAUSES = {"status": "HTTP 503", "garbage": "unreadable answer",
+                "truncated": "unreadable answer", "drop": "cannot talk to the dialer",
+                "timeout": "no answer in time"}
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One call of a client verb: the requests the sandbox logged for it, and how it ended."""
+
+    function: str
+    calls: list[dict[str, Any]]       # the sandbox's call log entries, in order
+    result: Any
+    error: DialerError | None
+
+    @property
+    def faults(self) -> list[str | None]:
+        return [call["fault"] for call in self.calls]
+
+    @property
+    def reached_dialer(self) -> bool:
+        """Whether any of its requests was carried out (a fault may have lost the answer)."""
+        return any(call["result"] is not None for call in self.calls)
+
+    def names_its_fault(self) -> bool:
+        """The error of a call whose last request met a fault names that fault's cause."""
+        last = self.faults[-1]
+        return last is None or (self.error is not None and FAULT_CAUSES[last] in str(self.error))
 
 
 class SandboxHarness(Generic[C]):
@@ -34,6 +66,18 @@ class SandboxHarness(Generic[C]):
 
     def calls(self, function: str) -> list[dict[str, Any]]:
         return [c for c in self.dialer.snapshot()["calls"] if c["function"] == function]
+
+    def attempt(self, function: str, call: Callable[[], Any]) -> Attempt:
+        """Run one verb, keeping our own errors (anything else fails the test)."""
+        before = len(self.dialer.snapshot()["calls"])
+        result, error = None, None
+        try:
+            result = call()
+        except DialerError as exc:
+            error = exc
+        calls = self.dialer.snapshot()["calls"][before:]
+        assert {c["function"] for c in calls} == {function}, calls
+        return Attempt(function, calls, result, error)
 
 
 def add_agent(client: DialerClient, agent_user: str = "1000", *, agent_pass: str,

@@ -13,15 +13,15 @@ from reconciler.dialer.client import DialerClient, lead_batches
 from reconciler.dialer.replies import ActiveList, ListAdded
 from reconciler.errors import (
     AlreadyExists,
-    DialerError,
     DialerInDoubt,
     DialerRefused,
     DialerRejected,
+    DialerUnavailable,
     DoesNotExist,
 )
 from reconciler.sandbox import ApiUser
 from reconciler.settings import Method
-from tests.dialer.harness import CANARY_API, SandboxHarness, add_agent
+from tests.dialer.harness import CANARY_API, FAULT_CAUSES, Attempt, SandboxHarness, add_agent
 
 CANARY_AGENT = "agent-canary-5531"
 
@@ -166,11 +166,44 @@ def test_unreadable_answers_are_retried(sandbox: Sandbox, kind: Any) -> None:
 
 
 def test_mixed_faults_only_ever_raise_dialer_errors(sandbox: Sandbox) -> None:
-    sandbox.dialer.inject("mixed", rate=0.5, seed=11, times=None)
+    with sandbox.client() as setup:
+        setup.add_list("1101", "Test API list", "TESTCAMP", "Y")
+    plan = sandbox.dialer.inject("mixed", rate=0.5, seed=11, times=None)
+    users: dict[str, Attempt] = {}
+    batches: dict[str, Attempt] = {}          # by the phone of its one lead
     with sandbox.client(max_retries=1, backoff_base=0.0) as client:
         for number in range(30):
-            try:
-                _add_agent(client, f"{2000 + number}")
-                client.add_multi_lead([{"phone_number": "5551234567", "list_id": "1101"}])
-            except DialerError:
-                pass
+            user, phone = f"{2000 + number}", f"{5551230000 + number}"
+            users[user] = sandbox.attempt("add_user", partial(_add_agent, client, user))
+            batches[phone] = sandbox.attempt("add_multi_lead", partial(
+                client.add_multi_lead, [{"phone_number": phone, "list_id": "1101"}]))
+
+    # The faults fired: every kind of them, and each on a request the client made.
+    faults = [fault for done in (*users.values(), *batches.values()) for fault in done.faults]
+    assert set(faults) == {None, *FAULT_CAUSES}
+    assert plan.fired == len(faults) - faults.count(None)
+    for done in batches.values():
+        # Never resent: any fault leaves the batch in doubt, whether it landed or not.
+        assert done.names_its_fault() and len(done.calls) == 1, done
+        if done.faults[0] is None:
+            assert done.error is None, done
+        else:
+            assert isinstance(done.error, DialerInDoubt), done
+    for done in users.values():
+        # Resent once after a fault; a first request that landed makes the second meet it.
+        assert done.names_its_fault() and len(done.calls) == (1 if done.faults[0] is None else 2)
+        if done.faults[-1] is not None:
+            assert isinstance(done.error, DialerUnavailable), done
+            assert not isinstance(done.error, DialerInDoubt), done
+        elif any(call["result"] is not None for call in done.calls[:-1]):
+            assert isinstance(done.error, AlreadyExists), done
+        else:
+            assert done.error is None, done
+
+    # What came of it: the dialer holds what reached it, each lead once.
+    snapshot = sandbox.dialer.snapshot()
+    assert {u["agent_user"] for u in snapshot["users"]} == {
+        user for user, done in users.items()
+        if any(call["result"] == "SUCCESS" for call in done.calls)}
+    assert sorted(lead["phone_number"] for lead in snapshot["leads"]) == sorted(
+        phone for phone, done in batches.items() if done.reached_dialer)

@@ -7,7 +7,6 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, cast
 from urllib.parse import parse_qsl, urlsplit
 
@@ -40,10 +39,7 @@ from reconciler.errors import (
     DoesNotExist,
     FieldInvalid,
 )
-
-SHARED = Path(__file__).resolve().parents[2].parent / "shared"
-API_DOCUMENT = SHARED / "seed" / "dialer-crm-integration-api.txt"
-RECORDINGS = SHARED / "fixtures" / "vicidial-2.14-responses.txt"
+from tests.helpers import API_DOCUMENT, VICIDIAL_RECORDINGS
 
 DOC_LOGIN = ApiLogin(user="api", password="1234", source="test")
 CANARY_API = "canary-Pw-8271"
@@ -341,7 +337,7 @@ class Recording:
 
 def read_recordings() -> list[Recording]:
     recordings = []
-    for block in re.split(r"^=== ", RECORDINGS.read_text(), flags=re.MULTILINE)[1:]:
+    for block in re.split(r"^=== ", VICIDIAL_RECORDINGS.read_text(), flags=re.MULTILINE)[1:]:
         number = re.match(r"\[(\d+)\]", block)
         url = re.search(r"^REQUEST : \w+ (\S+)", block, re.MULTILINE)
         form = re.search(r"^POSTBODY: (\S+)", block, re.MULTILINE)

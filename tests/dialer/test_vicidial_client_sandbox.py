@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Iterator
 from functools import partial
 from typing import Any
@@ -19,16 +18,16 @@ from reconciler.dialer.vicidial_replies import DuplicateLead, ListInfo, PhoneMat
 from reconciler.errors import (
     AlreadyExists,
     ConfigError,
-    DialerError,
     DialerInDoubt,
     DialerRefused,
     DialerRejected,
+    DialerUnavailable,
     DoesNotExist,
     FieldInvalid,
 )
 from reconciler.sandbox import ApiUser
 from reconciler.settings import Method
-from tests.dialer.harness import CANARY_API, SandboxHarness, add_agent
+from tests.dialer.harness import CANARY_API, FAULT_CAUSES, Attempt, SandboxHarness, add_agent
 
 CANARY_AGENT = "agent-canary_5531"
 
@@ -233,13 +232,54 @@ def test_missing_rights_stop_the_run() -> None:
 
 
 def test_mixed_faults_only_ever_raise_dialer_errors(sandbox: Sandbox) -> None:
-    sandbox.dialer.inject("mixed", rate=0.5, seed=5, times=None)
+    with sandbox.client() as setup:
+        setup.add_list("1101", "Test API list", "TESTCAMP", "Y")
+    plan = sandbox.dialer.inject("mixed", rate=0.5, seed=5, times=None)
+    done: list[tuple[str, Attempt]] = []          # the user or phone each attempt was about
     with sandbox.client(max_retries=1, backoff_base=0.0) as client:
         for number in range(25):
             user, phone = f"{2000 + number}", f"{7275550000 + number}"
-            steps: list[Callable[[], object]] = [
-                partial(_add_agent, client, user), partial(client.user_details, user),
-                partial(client.add_lead, _lead(phone)), partial(client.lead_search, [phone])]
-            for step in steps:
-                with contextlib.suppress(DialerError):
-                    step()
+            steps: list[tuple[str, str, Callable[[], object]]] = [
+                ("add_user", user, partial(_add_agent, client, user)),
+                ("user_details", user, partial(client.user_details, user)),
+                ("add_lead", phone, partial(client.add_lead, _lead(phone))),
+                ("lead_search", phone, partial(client.lead_search, [phone]))]
+            done += [(about, sandbox.attempt(function, step))
+                     for function, about, step in steps]
+
+    # The faults fired: every kind of them, and each on a request the client made.
+    faults = [fault for _, attempt in done for fault in attempt.faults]
+    assert set(faults) == {None, *FAULT_CAUSES}
+    assert plan.fired == len(faults) - faults.count(None)
+    created = {user for user, attempt in done if attempt.function == "add_user"
+               and any(call["result"] == "SUCCESS" for call in attempt.calls)}
+    landed = {phone for phone, attempt in done
+              if attempt.function == "add_lead" and attempt.reached_dialer}
+    for about, attempt in done:
+        assert attempt.names_its_fault(), attempt
+        if attempt.function == "add_lead":
+            # Never resent: any fault leaves the lead in doubt, whether it landed or not.
+            assert len(attempt.calls) == 1, attempt
+            assert (attempt.error is None) if attempt.faults[0] is None else \
+                isinstance(attempt.error, DialerInDoubt), attempt
+            continue
+        # The others are resent once after a fault.
+        assert len(attempt.calls) == (1 if attempt.faults[0] is None else 2), attempt
+        if attempt.faults[-1] is not None:
+            assert isinstance(attempt.error, DialerUnavailable), attempt
+            assert not isinstance(attempt.error, DialerInDoubt), attempt
+        elif attempt.function == "add_user":
+            landed_before = any(call["result"] is not None for call in attempt.calls[:-1])
+            assert isinstance(attempt.error, AlreadyExists) if landed_before else \
+                attempt.error is None, attempt
+        elif attempt.function == "user_details":        # the reads tell what came of it
+            assert isinstance(attempt.error, DoesNotExist) if about not in created else \
+                attempt.result.agent_user == about, attempt
+        else:
+            assert attempt.error is None, attempt
+            assert bool(attempt.result.lead_ids(about)) is (about in landed), attempt
+
+    # And the dialer holds what reached it, each lead once.
+    snapshot = sandbox.dialer.snapshot()
+    assert {user["agent_user"] for user in snapshot["users"]} == created
+    assert sorted(lead["phone_number"] for lead in snapshot["leads"]) == sorted(landed)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import ast
 import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -38,9 +37,8 @@ from reconciler.errors import (
     DoesNotExist,
     FieldInvalid,
 )
+from tests.helpers import VICIDIAL_RECORDINGS
 
-RECORDINGS = (Path(__file__).resolve().parents[2].parent / "shared" / "fixtures"
-              / "vicidial-2.14-responses.txt")
 LOGIN = ApiLogin("apiuser", "test1234", "test")
 
 
@@ -56,9 +54,9 @@ class Recording:
 
 
 def read_recordings() -> dict[int, Recording]:
-    """Every request/answer pair of shared/fixtures/vicidial-2.14-responses.txt, by number."""
+    """Every request/answer pair of tests/fixtures/vicidial-2.14-responses.txt, by number."""
     found = {}
-    for block in re.split(r"^=== ", RECORDINGS.read_text(), flags=re.MULTILINE)[1:]:
+    for block in re.split(r"^=== ", VICIDIAL_RECORDINGS.read_text(), flags=re.MULTILINE)[1:]:
         number = re.match(r"\[(\d+)\]", block)
         request = re.search(r"^REQUEST : (\w+) (\S+)", block, re.MULTILINE)
         form = re.search(r"^POSTBODY: (\S+)", block, re.MULTILINE)
