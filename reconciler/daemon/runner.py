@@ -95,6 +95,12 @@ class Runner:
                 self.outage.failed("state", one_line(exc))
                 self.stats.run_finished(kind, "unavailable")
                 return "unavailable"
+            except CrmUnavailable as exc:
+                # The CRM failed while leads were read for sending (the engine recorded the
+                # run as failed); a failure while planning is recorded by `_run`.
+                self.outage.failed("crm", f"CRM unavailable: {exc}")
+                self.stats.run_finished(kind, "unavailable")
+                return "unavailable"
             except DialerUnavailable as exc:
                 # Raised past the engine (a read outside `observe`): the dialer is away all
                 # the same, and the run could not be recorded as one.
