@@ -17,7 +17,6 @@ from collections.abc import Callable
 from dataclasses import fields, replace
 from typing import Any
 
-import sqlalchemy as sa
 import structlog
 
 from reconciler.crm import CrmUnavailable
@@ -91,7 +90,7 @@ class Runner:
             known = OUTAGE_KNOWN.set(self.outage.kind is not None)
             try:
                 return self._run_leased(kind, resources)
-            except (sa.exc.SQLAlchemyError, StateError) as exc:
+            except StateError as exc:
                 self.outage.failed("state", one_line(exc))
                 self.stats.run_finished(kind, "unavailable")
                 return "unavailable"
@@ -131,7 +130,7 @@ class Runner:
             self.holding, self._heartbeat = False, None
             try:
                 self.lease.release()
-            except sa.exc.SQLAlchemyError as exc:
+            except StateError as exc:
                 log.warning("lease_release_failed", error=one_line(exc),
                             note="it expires by itself")
 
