@@ -46,14 +46,13 @@ def _state_unavailable(context: sa.engine.ExceptionContext) -> None:
     it to see that another process inserted the same row first."""
     error = context.sqlalchemy_exception
     if isinstance(error, sa.exc.DBAPIError) and not isinstance(error, sa.exc.IntegrityError):
-        raise unavailable(context.dialect, context.engine, error) from error
+        raise unavailable(context.engine, error) from error
 
 
-def unavailable(dialect: sa.Dialect, engine: sa.Engine | None,
-                error: sa.exc.DBAPIError) -> StateUnavailable:
+def unavailable(engine: sa.Engine | None, error: sa.exc.DBAPIError) -> StateUnavailable:
     """StateUnavailable for `error`, naming the database (without its password)."""
-    where = engine.url.render_as_string(hide_password=True) if engine else dialect.name
-    return StateUnavailable(f"state database {where}: {_reason(error)}")
+    where = f" {engine.url.render_as_string(hide_password=True)}" if engine else ""
+    return StateUnavailable(f"state database{where}: {_reason(error)}")
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -123,4 +122,6 @@ def _known(revision: str) -> bool:
 
 
 def _reason(exc: sa.exc.DBAPIError) -> str:
-    return redact_text(str(exc.orig).splitlines()[0] if exc.orig else str(exc))
+    """The driver's first line of error (some drivers add hints on further lines)."""
+    lines = str(exc.orig or exc).strip().splitlines()
+    return redact_text(lines[0] if lines else type(exc.orig or exc).__name__)

@@ -69,7 +69,7 @@ class LeadBook:
                     yield RecordedLead(key, list_id, digest, status)
         except sa.exc.DBAPIError as exc:
             # Read from the driver's own cursor, past the engine's handle_error hook.
-            raise db.unavailable(self.engine.dialect, self.engine, exc) from exc
+            raise db.unavailable(self.engine, exc) from exc
 
     def record_intent(self, run_id: str, list_id: str,
                       items: Sequence[tuple[str, Any, str]]) -> str:
