@@ -8,14 +8,15 @@ or a file (`password_file`). Every problem is one ConfigError naming the key.
 
 from __future__ import annotations
 
+import difflib
 import os
 import tomllib
 from collections.abc import Mapping
 from dataclasses import MISSING, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, get_type_hints
 
-from reconciler.daemon.settings import DaemonSettings, build_daemon_settings
+from reconciler.daemon.settings import DEFAULT_TOKEN_ENV, DaemonSettings, build_daemon_settings
 from reconciler.dialect import DIALECTS
 from reconciler.errors import ConfigError
 from reconciler.settings import (
@@ -25,10 +26,18 @@ from reconciler.settings import (
     Settings,
     StateSettings,
 )
+from reconciler.settingtypes import checked, from_text, kind_of
 
 DEFAULT_FILE = Path("reconciler.toml")
 ENV_PREFIX = "RECONCILER_"
 DEFAULT_PASSWORD_ENV = "RECONCILER_DIALER_PASSWORD"  # noqa: S105 - a variable name
+# RECONCILER_* variables that are not settings: where the file is, the secrets' default
+# variables, and the test suite's switches (README, docs/reliability.md).
+OTHER_VARIABLES = frozenset({
+    "RECONCILER_CONFIG", DEFAULT_PASSWORD_ENV, DEFAULT_TOKEN_ENV,
+    "RECONCILER_REQUIRE_POSTGRES", "RECONCILER_REQUIRE_BROWSER",
+    "RECONCILER_PROOF_EXAMPLES", "RECONCILER_CRASH_TRIALS",
+})
 
 # Keys a section may hold beyond its dataclass fields.
 _EXTRA_KEYS = {"dialer": {"password_env", "password_file"}, "reconciler": {"spec"}}
@@ -60,11 +69,12 @@ def load_settings(
             raise ConfigError(f"{path}: unknown section [{_shown(name)}]")
     merged = {name: dict(_table(raw, name, path)) for name in (*_SECTIONS, "reconciler")}
     _apply_env_overrides(merged, environ)
+    _refuse_unknown_variables(merged, environ)
 
     dialer_raw = merged["dialer"]
     password = _dialer_password(dialer_raw, environ, path)
     if "method" in dialer_raw:
-        dialer_raw["method"] = str(dialer_raw["method"]).upper()
+        dialer_raw["method"] = checked("dialer.method", str, dialer_raw["method"]).upper()
     dialer = _build("dialer", DialerSettings, {**dialer_raw, "password": password}, path)
     if dialer.method not in ("GET", "POST"):
         raise ConfigError(f"dialer.method must be GET or POST, not {dialer.method!r}")
@@ -77,9 +87,7 @@ def load_settings(
     for key in merged["reconciler"]:
         if key not in _EXTRA_KEYS["reconciler"]:
             raise ConfigError(f"{path}: unknown key reconciler.{_shown(key)}")
-    spec = merged["reconciler"].get("spec", "specs/example.toml")
-    if not isinstance(spec, str):
-        raise ConfigError(f"reconciler.spec must be a string, not {spec!r}")
+    spec = checked("reconciler.spec", str, merged["reconciler"].get("spec", "specs/example.toml"))
     base = path.parent if path.exists() else Path()
     return Settings(
         dialer=dialer,
@@ -145,18 +153,42 @@ def _table(raw: Mapping[str, Any], name: str, path: Path) -> Mapping[str, Any]:
 
 
 def _apply_env_overrides(merged: dict[str, dict[str, Any]], environ: Mapping[str, str]) -> None:
+    """`RECONCILER_<SECTION>_<KEY>` over the file, its text converted to the key's type."""
     for section, values in merged.items():
-        known = _known_keys(section)
-        for key in known:
-            env_name = f"{ENV_PREFIX}{section.upper()}_{key.upper()}"
+        for key, kind in _known_keys(section).items():
+            env_name = _variable(section, key)
             if env_name in environ and env_name != DEFAULT_PASSWORD_ENV:
-                values[key] = environ[env_name]
+                values[key] = from_text(f"{section}.{key}", kind, environ[env_name], env_name)
 
 
-def _known_keys(section: str) -> set[str]:
+def _refuse_unknown_variables(merged: Mapping[str, Mapping[str, Any]],
+                              environ: Mapping[str, str]) -> None:
+    """A misspelt `RECONCILER_*` variable is an error, as a misspelt key in the file is: it
+    would otherwise leave its setting at the default without a word."""
+    allowed = {_variable(section, key) for section in merged for key in _known_keys(section)}
+    allowed |= OTHER_VARIABLES | {str(merged["dialer"].get("password_env", "")),
+                                  str(merged["daemon"].get("trigger_token_env", ""))}
+    for name in sorted(environ):
+        if name.startswith(ENV_PREFIX) and name not in allowed:
+            close = difflib.get_close_matches(name, sorted(allowed), n=1)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            raise ConfigError(f"unknown environment variable {name} (settings are "
+                              f"RECONCILER_<SECTION>_<KEY>, see docs/configuration.md){hint}")
+
+
+def _variable(section: str, key: str) -> str:
+    return f"{ENV_PREFIX}{section.upper()}_{key.upper()}"
+
+
+def _known_keys(section: str) -> dict[str, type]:
+    """The keys a section may hold, each with its type."""
     cls = _SECTIONS.get(section)
-    names = {f.name for f in fields(cls)} if cls else set()
-    return (names | _EXTRA_KEYS.get(section, set())) - {"password", "password_hint"}
+    hints = get_type_hints(cls) if cls else {}
+    known = {f.name: kind_of(hints[f.name]) for f in fields(cls)} if cls else {}
+    known.update({key: str for key in _EXTRA_KEYS.get(section, set())})
+    for hidden in ("password", "password_hint"):
+        known.pop(hidden, None)
+    return known
 
 
 def _dialer_password(raw: dict[str, Any], environ: Mapping[str, str], path: Path) -> str:
@@ -165,8 +197,8 @@ def _dialer_password(raw: dict[str, Any], environ: Mapping[str, str], path: Path
             f"{path}: dialer.password must not be written in the config file; "
             f"use dialer.password_env (an environment variable) or dialer.password_file"
         )
-    password_file = raw.pop("password_file", None)
-    env_name = str(raw.pop("password_env", DEFAULT_PASSWORD_ENV))
+    password_file = checked("dialer.password_file", str, raw.pop("password_file", ""))
+    env_name = checked("dialer.password_env", str, raw.pop("password_env", DEFAULT_PASSWORD_ENV))
     if password_file:
         raw["password_hint"] = f"dialer.password_file {password_file} is empty"
         try:
@@ -185,37 +217,18 @@ def require_dialer_password(settings: Settings) -> None:
 
 def _build(section: str, cls: type[Any], values: Mapping[str, Any], path: Path) -> Any:
     known = {f.name: f for f in fields(cls)}
+    hints = get_type_hints(cls)
     kwargs: dict[str, Any] = {}
     for key, value in values.items():
         if key not in known:
             raise ConfigError(f"{path}: unknown key {section}.{_shown(key)}")
-        kwargs[key] = _coerce(f"{section}.{key}", known[key].type, value)
+        kwargs[key] = checked(f"{section}.{key}", kind_of(hints[key]), value)
     try:
         return cls(**kwargs)
     except TypeError:
         missing = [name for name, f in known.items() if name not in kwargs
                    and f.default is MISSING and f.default_factory is MISSING]
         raise ConfigError(f"missing setting {section}.{missing[0] if missing else '?'}") from None
-
-
-def _coerce(key: str, annotation: Any, value: Any) -> Any:
-    kind = str(annotation)
-    try:
-        if "float" in kind:
-            if isinstance(value, bool):
-                raise ValueError
-            return float(value)
-        if "int" in kind:
-            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-                raise ValueError
-            return int(value)
-        if "Path" in kind:
-            return Path(str(value))
-    except (TypeError, ValueError):
-        raise ConfigError(f"{key} must be a number, not {value!r}") from None
-    if not isinstance(value, str):
-        raise ConfigError(f"{key} must be a string, not {value!r}")
-    return value
 
 
 def _shown(name: str) -> str:

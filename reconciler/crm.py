@@ -12,7 +12,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
+from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import quote
 
 import sqlalchemy as sa
 
@@ -76,9 +78,24 @@ API_RULES = ApiRules()
 
 def open_crm(url: str) -> sa.Engine:
     try:
-        return sa.create_engine(url)
+        return sa.create_engine(_read_only_sqlite(sa.make_url(url)))
     except (sa.exc.ArgumentError, ImportError) as exc:
         raise CrmUnavailable(f"crm.url is not usable: {redact_text(str(exc))}") from None
+
+
+def _read_only_sqlite(url: sa.URL) -> sa.URL:
+    """A SQLite CRM file opened read-only (a URI with mode=ro): SQLite would otherwise create
+    a missing file, and a mistyped path would read as an empty CRM. Other URLs as they are."""
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return url
+    if url.query.get("uri") == "true":                   # already a URI: make it read-only
+        return url.update_query_dict({"mode": "ro"})
+    path = Path(url.database).resolve()
+    if not path.exists():
+        raise CrmUnavailable(f"crm.url: the SQLite database {path} does not exist (the CRM is "
+                             f"only read, never created)")
+    return url.set(database=f"file:{quote(str(path))}").update_query_dict(
+        {"mode": "ro", "uri": "true"})
 
 
 def read_desired(engine: sa.Engine, spec: Spec, digest: Digester,

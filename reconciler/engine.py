@@ -13,7 +13,7 @@ import sqlalchemy as sa
 import structlog
 
 from reconciler import leadflow, leadsettle, planner
-from reconciler.crm import read_desired
+from reconciler.crm import CrmUnavailable, read_desired
 from reconciler.crm_leads import lead_list_ids
 from reconciler.dialect import ELISION, Dialect
 from reconciler.dialer.client import DialerClient
@@ -145,10 +145,16 @@ def apply_plan(
         if gathered.leads is not None and ctx.spec.leads is not None \
                 and report.outcome in ("ok", "partial"):
             stream = leadflow.events(ctx.crm, ctx.spec.leads, book, gathered.leads)
-            leadflow.send_leads(ctx.dialer, book, stream, plan, report, keep_going,
-                                dialect=ctx.dialect,
-                                concurrency=ctx.settings.dialer.lead_concurrency,
-                                duplicate_check=ctx.spec.lead_duplicate_check)
+            try:
+                leadflow.send_leads(ctx.dialer, book, stream, plan, report, keep_going,
+                                    dialect=ctx.dialect,
+                                    concurrency=ctx.settings.dialer.lead_concurrency,
+                                    duplicate_check=ctx.spec.lead_duplicate_check)
+            except CrmUnavailable as exc:
+                # Read between batches, so no batch is left half-sent: the run is recorded as
+                # failed, and the caller reports the outage (the daemon backs off).
+                ctx.store.finish_run(run_id, "failed", report.counts, f"CRM unavailable: {exc}")
+                raise
             if report.outcome == "ok" and report.failures:
                 report.outcome = "partial"
         if plan.rejects:

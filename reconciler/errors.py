@@ -23,6 +23,13 @@ class StateError(ReconcilerError):
     """The state database cannot be used as it is."""
 
 
+class StateUnavailable(StateError):
+    """The state database could not be read or written (down, locked, damaged): retry later.
+
+    The message names the database (its URL without the password) and the driver's cause.
+    """
+
+
 class SchemaOutdated(StateError):
     """The state database schema is not at the revision this version needs."""
 

@@ -9,6 +9,7 @@ tuples: building a SQLAlchemy Row per lead would cost more than the merge itself
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import suppress
 from typing import Any
 
 import sqlalchemy as sa
@@ -32,16 +33,34 @@ def binary_key_order(expression: Any, dialect: str, *, is_text: bool = False) ->
 
 
 def stream_rows(conn: sa.Connection, statement: sa.Select[Any]) -> Iterator[tuple[Any, ...]]:
-    """Every row of `statement` as a tuple, fetched in chunks. Runs inside `conn`'s transaction."""
+    """Every row of `statement` as a tuple, fetched in chunks. Runs inside `conn`'s transaction.
+
+    A driver error is raised as the SQLAlchemy exception that SQLAlchemy's own cursors raise
+    for it (sa.exc.OperationalError ...), so that callers handle database errors one way.
+    """
     sql = str(statement.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
     driver = conn.connection.driver_connection
     assert driver is not None
-    # psycopg streams only from a named (server-side) cursor; others stream from any cursor.
-    cursor = (driver.cursor(name="reconciler_stream") if conn.dialect.name == "postgresql"
-              else driver.cursor())
+    driver_error = conn.dialect.loaded_dbapi.Error
     try:
-        cursor.execute(sql)
-        while chunk := cursor.fetchmany(CHUNK):
-            yield from chunk
-    finally:
+        # psycopg streams only from a named (server-side) cursor; others stream from any cursor.
+        cursor = (driver.cursor(name="reconciler_stream") if conn.dialect.name == "postgresql"
+                  else driver.cursor())
+        try:
+            cursor.execute(sql)
+            while chunk := cursor.fetchmany(CHUNK):
+                yield from chunk
+        except BaseException:
+            with suppress(driver_error):    # on a lost connection: report why it was lost
+                cursor.close()
+            raise
         cursor.close()
+    except driver_error as exc:
+        # As SQLAlchemy does for its own cursors: a connection the error broke is dropped, so
+        # that closing it later does not fail again and hide this first, telling error.
+        lost = conn.dialect.is_disconnect(exc, driver, None)
+        if lost:
+            conn.invalidate(exc)
+        raise sa.exc.DBAPIError.instance(sql, None, exc, driver_error,
+                                         connection_invalidated=lost,
+                                         dialect=conn.dialect) from exc

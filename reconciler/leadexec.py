@@ -13,6 +13,7 @@ from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import structlog
+from rich.console import Console
 
 from reconciler.dialer.client import DialerClient
 from reconciler.errors import (
@@ -25,6 +26,7 @@ from reconciler.errors import (
 )
 from reconciler.executor import RunReport
 from reconciler.leadplan import LeadBatch, LeadEvent
+from reconciler.logs import terminal
 from reconciler.plan import AddLeads
 from reconciler.state.leads import LeadBook, LeadResult
 
@@ -147,9 +149,11 @@ def _result(key: str, outcome: Any) -> LeadResult:
 
 
 def progress_bar(total: int, enabled: bool) -> AbstractContextManager[Progress]:
-    """A bar on a terminal; structured `leads_progress` events otherwise."""
-    if enabled and total:
-        return RichBar(total)
+    """A bar on a terminal that can draw one; structured `leads_progress` events otherwise
+    (not a terminal, TERM=dumb, where rich would not draw it)."""
+    console = terminal()
+    if enabled and total and console.is_terminal and not console.is_dumb_terminal:
+        return RichBar(total, console)
     return nullcontext(_logged_progress(total))
 
 
@@ -168,11 +172,11 @@ def _logged_progress(total: int) -> Progress:
 
 
 class RichBar(AbstractContextManager[Progress]):
-    def __init__(self, total: int) -> None:
-        from rich.console import Console
+    def __init__(self, total: int, console: Console) -> None:
         from rich.progress import Progress as RichProgress
 
-        self._bar = RichProgress(console=Console(stderr=True), transient=True)
+        # The Console the log lines go through too: they pass above the bar, not through it.
+        self._bar = RichProgress(console=console, transient=True)
         self._task = self._bar.add_task("sending leads", total=total)
 
     def __enter__(self) -> Progress:

@@ -305,7 +305,7 @@ BAD_FILES = [
     ("boolean timeout", MINIMAL.replace("[crm]", "read_timeout = true\n[crm]"),
      "dialer.read_timeout must be a number"),
     ("fractional count", MINIMAL.replace("[crm]", "leads_per_batch = 2.5\n[crm]"),
-     "dialer.leads_per_batch must be a number"),
+     "dialer.leads_per_batch must be a whole number, not 2.5"),
     ("number for a string", MINIMAL.replace('user = "api"', "user = 1234"),
      "dialer.user must be a string"),
     ("bad method", MINIMAL.replace("[crm]", "method = 'PUT'\n[crm]"),

@@ -10,7 +10,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from reconciler.commands.common import EXIT_OK, load, setup_logging
+from reconciler.commands.common import EXIT_OK, load, port_number, setup_logging
 from reconciler.runtime import lease_name
 from reconciler.state import db
 from reconciler.state.lease import break_lease
@@ -35,7 +35,8 @@ def register(sub: Any) -> None:
 
     s = sub.add_parser("sandbox", help="serve the built-in sandbox dialer over HTTP")
     s.add_argument("--host", default="127.0.0.1", help="address to listen on (loopback)")
-    s.add_argument("--port", type=int, default=8080)
+    s.add_argument("--port", type=port_number, default=8080,
+                   help="port to listen on (default 8080; 0 picks a free one)")
     s.add_argument("--state-file", metavar="PATH",
                    help="keep the sandbox's data in this file across restarts")
     s.add_argument("--mode", choices=("elision", "vicidial"), default="elision",
@@ -94,7 +95,10 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
               file=sys.stderr)
     dialer = SandboxDialer(state_file=Path(args.state_file) if args.state_file else None,
                            mode=args.mode)
-    print(f"sandbox dialer on http://{args.host}:{args.port}{dialer.api_path} "
-          f"(API user api / 1234); state at /_sandbox/state; Ctrl-C stops it", flush=True)
-    serve(dialer, host=args.host, port=args.port)
+
+    def ready(url: str) -> None:
+        print(f"sandbox dialer on {url} (API user api / 1234); state at /_sandbox/state; "
+              f"Ctrl-C stops it", flush=True)
+
+    serve(dialer, host=args.host, port=args.port, ready=ready)
     return EXIT_OK

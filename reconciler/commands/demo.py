@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from reconciler import democrm
 from reconciler.commands.common import EXIT_OK, setup_logging
 from reconciler.engine import Context, apply_plan, gather_and_plan
+from reconciler.errors import ReconcilerError
 from reconciler.executor import RunReport
 from reconciler.render import render_plan
 from reconciler.runtime import open_context
@@ -41,13 +42,40 @@ def register(sub: Any) -> None:
     p.set_defaults(func=cmd_demo, log_level="WARNING")
 
 
+# What the demo writes into its directory; MARK says the others were made by it.
+MARK = ".reconciler-demo"
+DEMO_FILES = ("crm.db", "state.db", "digest.key")
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     setup_logging(args, secrets=(DEMO_API_PASSWORD,))
     if args.dir:
-        Path(args.dir).mkdir(parents=True, exist_ok=True)
-        return run_demo(Path(args.dir))
+        workdir = Path(args.dir)
+        _start_over(workdir)
+        return run_demo(workdir)
     with tempfile.TemporaryDirectory(prefix="reconciler-demo-") as tmp:
         return run_demo(Path(tmp))
+
+
+def _start_over(workdir: Path) -> None:
+    """Make `workdir` ready for a fresh demo: the sandbox dialer starts empty every time, so
+    a previous demo's CRM and state must go too. Files the demo did not make are never
+    touched: a directory holding them without the demo's mark is refused."""
+    try:
+        workdir.mkdir(parents=True, exist_ok=True)
+        found = [name for name in DEMO_FILES if (workdir / name).exists()]
+        if found and not (workdir / MARK).exists():
+            raise ReconcilerError(f"demo: {workdir} already holds {', '.join(found)}, not made "
+                                  f"by the demo; give an empty or new --dir")
+        if found:
+            print(f"Starting over in {workdir}: the previous demo's files are replaced.")
+        for name in DEMO_FILES:
+            for leftover in (name, f"{name}-wal", f"{name}-shm", f"{name}-journal"):
+                (workdir / leftover).unlink(missing_ok=True)
+        (workdir / MARK).write_text("Made by `reconciler demo`, which replaces its own files "
+                                    "here when run again.\n", encoding="utf-8")
+    except OSError as exc:
+        raise ReconcilerError(f"demo: cannot use {workdir}: {exc.strerror or exc}") from None
 
 
 def sandbox_with_history() -> SandboxDialer:

@@ -118,7 +118,7 @@ def _confirm_and_apply(ctx: Context, args: argparse.Namespace, gathered: Gathere
         if interrupted:
             print(f"{interrupted} lead batch(es) left by an interrupted run are now in doubt: "
                   f"see `reconciler leads in-doubt`.")
-        return EXIT_REJECTED if plan.rejects else EXIT_OK
+        return EXIT_OK
     if not args.yes and sys.stdin.isatty():
         answer = input("Apply these changes? Only 'yes' will be accepted: ")
         if answer.strip() != "yes":
@@ -131,7 +131,15 @@ def _confirm_and_apply(ctx: Context, args: argparse.Namespace, gathered: Gathere
         print(f"  ! {op} {key}: {message}")
     if report.outcome in ("failed", "refused", "stopped"):
         return 1
-    return EXIT_REJECTED if (report.failures or plan.rejects) else EXIT_OK
+    # CRM rows that fail our checks were shown in the plan and are counted in the run (and
+    # `status`); re-running cannot fix them, so only what the dialer refused asks for a look.
+    return EXIT_REJECTED if dialer_rejected(report) else EXIT_OK
+
+
+def dialer_rejected(report: RunReport) -> bool:
+    """Whether the dialer refused something in this run: a user or list step, or leads."""
+    return any(report.counts.get(outcome) for outcome in (
+        "rejected", "lead_batches_rejected", "lead_batches_partial"))
 
 
 def _renewing(lease: Lease) -> Callable[[], bool]:

@@ -15,7 +15,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from reconciler.commands.common import EXIT_OK, load
+from reconciler.commands.common import EXIT_OK, count_at_least_one, load
 from reconciler.daemon.runner import spec_resources
 from reconciler.daemon.settings import RESOURCES
 from reconciler.errors import SpecError
@@ -34,7 +34,8 @@ def register(sub: Any) -> None:
     s.set_defaults(func=cmd_status)
 
     h = sub.add_parser("history", help="recent runs, newest first")
-    h.add_argument("--limit", type=int, default=20, metavar="N", help="how many (default 20)")
+    h.add_argument("--limit", type=count_at_least_one, default=20, metavar="N",
+                   help="how many (at least 1; default 20)")
     h.add_argument("--json", action="store_true", help="print them as JSON")
     h.set_defaults(func=cmd_history)
 
@@ -154,7 +155,7 @@ def _rejected_lines(rejected: Mapping[str, Any]) -> list[str]:
 
 def cmd_history(args: argparse.Namespace) -> int:
     with _state(args) as (settings, engine):
-        found = queries.recent_runs(engine, settings.dialer.target, max(args.limit, 0))
+        found = queries.recent_runs(engine, settings.dialer.target, args.limit)
     if args.json:
         print(_dumps(found), end="")
         return EXIT_OK

@@ -21,11 +21,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-import sqlalchemy as sa
 import structlog
 
 from reconciler.daemon import metrics
 from reconciler.daemon.scheduler import Daemon
+from reconciler.errors import StateError
 from reconciler.state import queries
 
 log = structlog.get_logger()
@@ -40,7 +40,7 @@ def health(daemon: Daemon) -> tuple[bool, dict[str, Any]]:
     uptime = (now - daemon.started_at).total_seconds()
     try:
         success = queries.last_success(daemon.ctx.store.engine, daemon.target)
-    except sa.exc.SQLAlchemyError:
+    except StateError:
         return False, {"healthy": False, "reason": "the state database cannot be read"}
     age = (now - success).total_seconds() if success else None
     body: dict[str, Any] = {

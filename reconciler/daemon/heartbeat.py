@@ -12,10 +12,10 @@ from __future__ import annotations
 import threading
 import time
 
-import sqlalchemy as sa
 import structlog
 
 from reconciler.daemon.outage import one_line
+from reconciler.errors import StateError
 from reconciler.state.lease import Lease
 
 log = structlog.get_logger()
@@ -44,7 +44,7 @@ class Heartbeat:
                     renewed_at = time.monotonic()
                     continue
                 reason = "it is not ours any more (broken by `unlock --force`, or expired)"
-            except sa.exc.SQLAlchemyError as exc:
+            except StateError as exc:
                 if time.monotonic() - renewed_at < self.ttl / 2:
                     continue          # a passing database error: the next beat tries again
                 reason = f"not renewed for {self.ttl / 2:g}s: {one_line(exc)}"

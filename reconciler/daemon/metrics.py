@@ -19,6 +19,7 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
+from reconciler.errors import StateError
 from reconciler.state import queries
 
 Labels = Mapping[str, str]
@@ -132,7 +133,7 @@ def _from_state(engine: sa.Engine, target: str) -> list[Family]:
         dialer_rejected = (len(queries.steps_of(engine, latest["run_id"], "rejected"))
                            if latest else 0)
         counts = (latest or {}).get("counts") or {}
-    except sa.exc.SQLAlchemyError:
+    except StateError:
         return [readable.add(0, **t)]
     return [
         readable.add(1, **t),

@@ -17,7 +17,6 @@ from collections.abc import Callable
 from dataclasses import fields, replace
 from typing import Any
 
-import sqlalchemy as sa
 import structlog
 
 from reconciler.crm import CrmUnavailable
@@ -91,8 +90,14 @@ class Runner:
             known = OUTAGE_KNOWN.set(self.outage.kind is not None)
             try:
                 return self._run_leased(kind, resources)
-            except (sa.exc.SQLAlchemyError, StateError) as exc:
+            except StateError as exc:
                 self.outage.failed("state", one_line(exc))
+                self.stats.run_finished(kind, "unavailable")
+                return "unavailable"
+            except CrmUnavailable as exc:
+                # The CRM failed while leads were read for sending (the engine recorded the
+                # run as failed); a failure while planning is recorded by `_run`.
+                self.outage.failed("crm", f"CRM unavailable: {exc}")
                 self.stats.run_finished(kind, "unavailable")
                 return "unavailable"
             except DialerUnavailable as exc:
@@ -125,7 +130,7 @@ class Runner:
             self.holding, self._heartbeat = False, None
             try:
                 self.lease.release()
-            except sa.exc.SQLAlchemyError as exc:
+            except StateError as exc:
                 log.warning("lease_release_failed", error=one_line(exc),
                             note="it expires by itself")
 

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.errors import ConfigError
+from reconciler.settingtypes import checked
 
 RESOURCES = ("users", "lists", "leads")
 DEFAULT_TOKEN_ENV = "RECONCILER_DAEMON_TOKEN"  # noqa: S105 - a variable name
@@ -98,7 +99,7 @@ def build_daemon_settings(raw: Mapping[str, Any], path: Path) -> DaemonSettings:
         if key == "schedules":
             values[key] = _schedules(value, path)
         elif key == "trigger_token_file":
-            values[key] = Path(_text(f"daemon.{key}", value)) if value else None
+            values[key] = checked(f"daemon.{key}", Path, value) if value else None
         elif key in _TEXT_KEYS:
             values[key] = _text(f"daemon.{key}", value)
         else:
@@ -155,14 +156,7 @@ def check_crontab(key: str, line: str) -> None:
 
 
 def _number(key: str, value: Any, *, integer: bool = False) -> float | int:
-    try:
-        if isinstance(value, bool):
-            raise ValueError
-        number: float | int = int(value) if integer else float(value)
-        if integer and isinstance(value, float) and not value.is_integer():
-            raise ValueError
-    except (TypeError, ValueError):
-        raise ConfigError(f"{key} must be a number, not {value!r}") from None
+    number: float | int = checked(key, int if integer else float, value)
     low, low_ok = _LIMITS[key.rsplit(".", 1)[1]]
     if math.isnan(number) or math.isinf(number) or not (number >= low if low_ok else number > low):
         rule = f"at least {low}" if low_ok else f"greater than {low}"
@@ -171,9 +165,8 @@ def _number(key: str, value: Any, *, integer: bool = False) -> float | int:
 
 
 def _text(key: str, value: Any) -> str:
-    if not isinstance(value, str):
-        raise ConfigError(f"{key} must be a string, not {value!r}")
-    return value.strip()
+    text: str = checked(key, str, value)
+    return text.strip()
 
 
 def read_trigger_token(settings: DaemonSettings, environ: Mapping[str, str]) -> str | None:

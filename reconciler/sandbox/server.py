@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from socketserver import ThreadingMixIn
 from types import TracebackType
@@ -18,6 +19,7 @@ from wsgiref.simple_server import ServerHandler, WSGIRequestHandler, WSGIServer,
 
 import structlog
 
+from reconciler.errors import ReconcilerError
 from reconciler.redact import redact_text
 from reconciler.sandbox.app import SandboxDialer
 from reconciler.sandbox.faults import ConnectionDrop, ConnectionHang
@@ -72,7 +74,12 @@ class _RequestHandler(WSGIRequestHandler):
 
 
 def _make(dialer: SandboxDialer, host: str, port: int) -> _Server:
-    server = make_server(host, port, dialer, server_class=_Server, handler_class=_RequestHandler)
+    try:
+        server = make_server(host, port, dialer, server_class=_Server,
+                             handler_class=_RequestHandler)
+    except OSError as exc:          # the port is taken, or the host is not ours
+        raise ReconcilerError(f"sandbox: cannot listen on {host}:{port}: "
+                              f"{exc.strerror or exc}") from None
     assert isinstance(server, _Server)
     return server
 
@@ -83,10 +90,15 @@ def _base_url(server: _Server) -> str:
     return f"http://{shown}:{port}"
 
 
-def serve(dialer: SandboxDialer, host: str = "127.0.0.1", port: int = 8080) -> None:
-    """Serve until interrupted (Ctrl-C returns normally)."""
+def serve(dialer: SandboxDialer, host: str = "127.0.0.1", port: int = 8080,
+          ready: Callable[[str], None] | None = None) -> None:
+    """Serve until interrupted (Ctrl-C returns normally). `ready` is given the API URL once
+    the port is bound."""
     server = _make(dialer, host, port)
-    log.info("sandbox_listening", url=_base_url(server) + dialer.api_path)
+    url = _base_url(server) + dialer.api_path
+    log.info("sandbox_listening", url=url)
+    if ready is not None:
+        ready(url)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -13,7 +13,7 @@ from alembic.script.revision import ResolutionError
 from alembic.util.exc import CommandError
 
 from alembic import command
-from reconciler.errors import SchemaOutdated, StateError
+from reconciler.errors import SchemaOutdated, StateError, StateUnavailable
 from reconciler.redact import redact_text
 
 # The migrations: inside the installed package (pyproject maps alembic/ to
@@ -35,7 +35,24 @@ def open_engine(url: str) -> sa.Engine:
         raise StateError(f"state.url is not usable: {redact_text(str(exc))}") from None
     if engine.dialect.name == "sqlite":
         sa.event.listen(engine, "connect", _sqlite_pragmas)
+    sa.event.listen(engine, "handle_error", _state_unavailable)
     return engine
+
+
+def _state_unavailable(context: sa.engine.ExceptionContext) -> None:
+    """SQLAlchemy's handle_error hook: a database error of the state database (connecting,
+    reading, writing) reaches every caller as our StateUnavailable, so that the commands and
+    the daemon deal with our errors only. IntegrityError is left alone: the lease counts on
+    it to see that another process inserted the same row first."""
+    error = context.sqlalchemy_exception
+    if isinstance(error, sa.exc.DBAPIError) and not isinstance(error, sa.exc.IntegrityError):
+        raise unavailable(context.engine, error) from error
+
+
+def unavailable(engine: sa.Engine | None, error: sa.exc.DBAPIError) -> StateUnavailable:
+    """StateUnavailable for `error`, naming the database (without its password)."""
+    where = f" {engine.url.render_as_string(hide_password=True)}" if engine else ""
+    return StateUnavailable(f"state database{where}: {_reason(error)}")
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -58,11 +75,8 @@ def head_revision() -> str | None:
 
 
 def current_revision(engine: sa.Engine) -> str | None:
-    try:
-        with engine.connect() as conn:
-            return MigrationContext.configure(conn).get_current_revision()
-    except sa.exc.OperationalError as exc:
-        raise StateError(f"state database cannot be opened: {_reason(exc)}") from None
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
 
 
 def upgrade(engine: sa.Engine, revision: str = "head") -> None:
@@ -79,8 +93,8 @@ def _run(engine: sa.Engine, action: Any, revision: str) -> None:
         with engine.begin() as conn:
             config.attributes["connection"] = conn
             action(config, revision)
-    except sa.exc.OperationalError as exc:
-        raise StateError(f"state database cannot be migrated: {_reason(exc)}") from None
+    except CommandError as exc:       # an unknown or unreachable revision
+        raise StateError(f"state database: cannot migrate to {revision!r}: {exc}") from None
 
 
 def require_current(engine: sa.Engine) -> None:
@@ -108,4 +122,6 @@ def _known(revision: str) -> bool:
 
 
 def _reason(exc: sa.exc.DBAPIError) -> str:
-    return redact_text(str(exc.orig).splitlines()[0] if exc.orig else str(exc))
+    """The driver's first line of error (some drivers add hints on further lines)."""
+    lines = str(exc.orig or exc).strip().splitlines()
+    return redact_text(lines[0] if lines else type(exc.orig or exc).__name__)

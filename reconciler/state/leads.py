@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from reconciler.errors import StateError
 from reconciler.keyorder import binary_key_order, stream_rows
 from reconciler.model import RecordedLead
+from reconciler.state import db
 from reconciler.state.schema import lead_batches, shadow_leads
 from reconciler.state.store import StateStore, StepWriter, now
 
@@ -62,9 +63,13 @@ class LeadBook:
             .where(t.target == self.target)
             .order_by(binary_key_order(t.lead_key, self.engine.dialect.name, is_text=True))
         )
-        with self.engine.connect() as conn:
-            for key, list_id, digest, status in stream_rows(conn, statement):
-                yield RecordedLead(key, list_id, digest, status)
+        try:
+            with self.engine.connect() as conn:
+                for key, list_id, digest, status in stream_rows(conn, statement):
+                    yield RecordedLead(key, list_id, digest, status)
+        except sa.exc.DBAPIError as exc:
+            # Read from the driver's own cursor, past the engine's handle_error hook.
+            raise db.unavailable(self.engine, exc) from exc
 
     def record_intent(self, run_id: str, list_id: str,
                       items: Sequence[tuple[str, Any, str]]) -> str:

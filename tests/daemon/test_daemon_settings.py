@@ -89,7 +89,7 @@ def test_environment_overrides_reach_the_daemon_section(tmp_path: Path) -> None:
     ("[daemon]\njitter = -1\n", "daemon.jitter must be at least 0, not -1"),
     ("[daemon]\nbackoff_max = true\n", "daemon.backoff_max must be a number, not True"),
     ("[daemon]\nhttp_port = 70000\n", "daemon.http_port must be at most 65535, not 70000"),
-    ("[daemon]\nhttp_port = 80.5\n", "daemon.http_port must be a number, not 80.5"),
+    ("[daemon]\nhttp_port = 80.5\n", "daemon.http_port must be a whole number, not 80.5"),
     ("[daemon]\ncron = 5\n", "daemon.cron must be a string, not 5"),
     ("[daemon]\ncron = '* * *'\n", "daemon.cron is not a valid crontab line: Wrong number"),
     ("[daemon]\ncron = '0 3 * * 1-5'\n", "daemon.cron: give weekdays by name"),

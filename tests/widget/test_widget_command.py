@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import http.client
 import os
 import socket
@@ -15,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from reconciler.cli import Parser
 from reconciler.widget import asset_paths, module_path, receiver_path
 from reconciler.widget.command import _is_loopback, register
 from reconciler.widget.server import make_server
@@ -23,7 +23,7 @@ PROJECT = Path(__file__).resolve().parents[2]
 
 
 def run(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="reconciler")
+    parser = Parser(prog="reconciler")
     register(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
     code: int = args.func(args)
@@ -70,7 +70,7 @@ def test_copy_onto_a_file_fails_cleanly(tmp_path: Path, capsys: pytest.CaptureFi
 def test_serve_and_copy_exclude_each_other(tmp_path: Path) -> None:
     with pytest.raises(SystemExit) as exit_info:
         run(["widget", "--serve", "--copy", str(tmp_path)])
-    assert exit_info.value.code == 2
+    assert exit_info.value.code == 64          # a usage error, never "changes" (2)
 
 
 def test_a_busy_port_fails_cleanly(capsys: pytest.CaptureFixture[str]) -> None:
