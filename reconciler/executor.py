@@ -57,9 +57,16 @@ class RunReport:
     message: str = ""
     counts: dict[str, int] = field(default_factory=dict)
     failures: list[tuple[str, str, str]] = field(default_factory=list)   # op, key, message
+    # The run's one step counter, shared by the executor and the lead senders: steps are
+    # numbered 1, 2, 3 ... in the order they are taken, whatever their kind.
+    last_seq: int = 0
 
     def count(self, outcome: str) -> None:
         self.counts[outcome] = self.counts.get(outcome, 0) + 1
+
+    def next_seq(self) -> int:
+        self.last_seq += 1
+        return self.last_seq
 
 
 class Executor:
@@ -82,12 +89,12 @@ class Executor:
 
     def apply(self, plan: Plan) -> RunReport:
         report = RunReport(self.run_id)
-        for seq, op in enumerate(plan.ops, start=1):
-            stop = self._run_step(seq, op, report)
-            if not stop and seq < len(plan.ops) and not self.keep_going():
+        for done, op in enumerate(plan.ops, start=1):
+            stop = self._run_step(report.next_seq(), op, report)
+            if not stop and done < len(plan.ops) and not self.keep_going():
                 report.outcome, report.message, stop = "stopped", "stopped on request", True
             if stop:
-                left = len(plan.ops) - seq
+                left = len(plan.ops) - done
                 report.message += f"; {left} later step(s) not attempted" if left else ""
                 break
         if report.outcome == "ok" and report.failures:

@@ -41,7 +41,7 @@ class LeadSender:
         self.blocked_lists = blocked_lists           # list_id -> why it could not be created
         self.keep_going = keep_going
         self.progress = progress or (lambda sent: None)
-        self.seq = 1000                               # step numbers after the plan's other ops
+        self.seq = 0                                  # the current step's (report.next_seq())
 
     def send_all(self, events: Iterable[LeadEvent], planned: Iterable[AddLeads]) -> None:
         expected: Iterator[AddLeads] = iter(planned)
@@ -62,7 +62,7 @@ class LeadSender:
 
         Returns when it started, and the batch id (None when skipped).
         """
-        self.seq += 1
+        self.seq = self.report.next_seq()
         started = time.monotonic()
         blocked = self.blocked_lists.get(batch.list_id)
         if blocked is not None:

@@ -101,6 +101,8 @@ run_steps = sa.Table(
     sa.Column("message", sa.Text, nullable=True),
     sa.Column("duration_ms", sa.Integer, nullable=False),
     sa.Column("at", Timestamp, nullable=False),
+    # One step counter per run, shared by every kind of step: a number names one step.
+    sa.UniqueConstraint("run_id", "seq"),
 )
 
 # The write lease: one row per name; a holder renews `expires_at` while it works.
