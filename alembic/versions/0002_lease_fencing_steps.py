@@ -1,8 +1,11 @@
-"""one step number per step of a run
+"""lease generation, for fencing; one step number per step of a run
 
 Revision ID: 0002_lease_fencing_steps
 Revises: 0001_baseline
 Create Date: 2026-12-01
+
+`leases.generation` grows with every take-over of a lease row, so that a write can check, in its
+own transaction, that the lease is still held by the acquisition that planned it (the fence).
 
 `run_steps` gets a unique (run_id, seq). Lead steps used to be numbered from 1001 while the
 executor counted from 1, so a run with more than 1,000 other steps holds two steps with one
@@ -22,6 +25,8 @@ depends_on = None
 
 
 def upgrade() -> None:
+    with op.batch_alter_table("leases") as batch:
+        batch.add_column(sa.Column("generation", sa.Integer, nullable=False, server_default="0"))
     _renumber_clashing_steps()
     with op.batch_alter_table("run_steps") as batch:
         batch.create_unique_constraint("uq_run_steps_run_id_seq", ["run_id", "seq"])
@@ -30,6 +35,8 @@ def upgrade() -> None:
 def downgrade() -> None:
     with op.batch_alter_table("run_steps") as batch:
         batch.drop_constraint("uq_run_steps_run_id_seq", type_="unique")
+    with op.batch_alter_table("leases") as batch:
+        batch.drop_column("generation")
 
 
 def _renumber_clashing_steps() -> None:
