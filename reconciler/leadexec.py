@@ -22,6 +22,7 @@ from reconciler.errors import (
     DialerRejected,
     DialerUnavailable,
     FieldInvalid,
+    LeaseLost,
 )
 from reconciler.executor import RunReport
 from reconciler.leadplan import LeadBatch, LeadEvent
@@ -52,9 +53,13 @@ class LeadSender:
                 self._stop("failed", "the CRM's leads changed since the plan was made; "
                                      "nothing more sent, plan again")
                 return
-            if not self._send(batch) or not self.keep_going():
-                if self.report.outcome == "ok":
-                    self._stop("stopped", "stopped on request")
+            if not self.report.go_on(self.keep_going):
+                return
+            try:
+                if not self._send(batch):
+                    return
+            except LeaseLost as lost:        # the batch's intent, or its step, was refused
+                self.report.lease_lost(lost)
                 return
 
     def _begin(self, batch: LeadBatch) -> tuple[float, str | None]:

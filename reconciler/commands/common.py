@@ -9,6 +9,7 @@ from reconciler.logs import configure_logging
 from reconciler.settings import Settings
 
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES, EXIT_REJECTED = 0, 1, 2, 3
+EXIT_STOPPED = 4     # apply/resync stopped on request: the step finished, the lease freed
 
 
 def setup_logging(args: argparse.Namespace, secrets: tuple[str, ...] = ()) -> None:
