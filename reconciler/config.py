@@ -82,7 +82,8 @@ def load_settings(
         raise ConfigError(f"dialer.dialect must be one of {', '.join(DIALECTS)}, "
                           f"not {dialer.dialect!r}")
     guards = _build("guards", GuardSettings, merged["guards"], path)
-    _check_ranges({"dialer": dialer, "guards": guards})
+    state = _build("state", StateSettings, merged["state"], path)
+    _check_ranges({"dialer": dialer, "guards": guards, "state": state})
 
     for key in merged["reconciler"]:
         if key not in _EXTRA_KEYS["reconciler"]:
@@ -92,7 +93,7 @@ def load_settings(
     return Settings(
         dialer=dialer,
         crm=_build("crm", CrmSettings, merged["crm"], path),
-        state=_build("state", StateSettings, merged["state"], path),
+        state=state,
         guards=guards,
         spec_path=base / spec,
         source_file=path if path.exists() else None,
@@ -113,6 +114,7 @@ _RANGES: dict[str, tuple[float, bool, float | None]] = {
     "guards.max_deactivations": (0, True, None),
     "guards.max_changed_share": (0, True, 1),
     "guards.min_users_for_share": (0, True, None),
+    "state.lease_ttl": (0, False, None),
 }
 
 

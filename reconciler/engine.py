@@ -6,6 +6,7 @@ the executor runs, never in how the plan is made.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 
@@ -18,7 +19,7 @@ from reconciler.crm_leads import lead_list_ids
 from reconciler.dialect import ELISION, Dialect
 from reconciler.dialer.client import DialerClient
 from reconciler.digests import keyed_digest
-from reconciler.errors import PlanRefused
+from reconciler.errors import PlanRefused, ReconcilerError, StateError
 from reconciler.executor import Executor, RunReport
 from reconciler.leadplan import LeadContext
 from reconciler.model import Desired, Observed, Recorded
@@ -127,42 +128,72 @@ def apply_plan(
     ctx: Context, gathered: Gathered, plan: Plan | None = None, *, kind: str = "apply",
     force: bool = False, keep_going: Callable[[], bool] | None = None,
 ) -> RunReport:
-    """Apply `plan` (default: the gathered one). Call with the write lease held."""
+    """Apply `plan` (default: the gathered one).
+
+    Call with the write lease held and `ctx.store` fenced by it: when the lease is already
+    lost, starting the run raises LeaseLost; lost later, the run ends `lease_lost`. `keep_going`
+    is asked between steps (False: stop on request; it may raise LeaseLost too). A run cut short
+    by an exception (a second interrupt, a state database gone) is recorded before it goes on.
+    """
     plan = plan or gathered.plan
     check_applicable(plan, force=force)
+    run_id = ctx.store.start_run(kind, plan.digest)          # the run's first, fenced, write
+    with structlog.contextvars.bound_contextvars(run_id=run_id):
+        try:
+            report = _run(ctx, gathered, plan, run_id, kind, keep_going or (lambda: True))
+        except BaseException as exc:
+            _record_cut_short(ctx.store, run_id, kind, exc)
+            raise
+        ctx.store.finish_run(run_id, report.outcome, report.counts, report.message)
+        log.info("run_finished", kind=kind, outcome=report.outcome, **report.counts)
+    return report
+
+
+def _run(ctx: Context, gathered: Gathered, plan: Plan, run_id: str, kind: str,
+         keep_going: Callable[[], bool]) -> RunReport:
     book = LeadBook(ctx.store)
     interrupted = book.settle_interrupted()
     if interrupted:
         log.warning("lead_batches_in_doubt", batches=interrupted,
                     reason="a previous run stopped between sending and recording")
-    keep_going = keep_going or (lambda: True)
-    run_id = ctx.store.start_run(kind, plan.digest)
-    with structlog.contextvars.bound_contextvars(run_id=run_id):
-        log.info("run_started", kind=kind, ops=len(plan.ops), plan_digest=plan.digest)
-        report = Executor(ctx.dialer, ctx.store, gathered.desired, run_id, keep_going,
-                          ctx.spec.policy.user_fields).apply(
-            replace(plan, ops=tuple(op for op in plan.ops if not isinstance(op, AddLeads))))
-        if gathered.leads is not None and ctx.spec.leads is not None \
-                and report.outcome in ("ok", "partial"):
-            stream = leadflow.events(ctx.crm, ctx.spec.leads, book, gathered.leads)
-            try:
-                leadflow.send_leads(ctx.dialer, book, stream, plan, report, keep_going,
-                                    dialect=ctx.dialect,
-                                    concurrency=ctx.settings.dialer.lead_concurrency,
-                                    duplicate_check=ctx.spec.lead_duplicate_check)
-            except CrmUnavailable as exc:
-                # Read between batches, so no batch is left half-sent: the run is recorded as
-                # failed, and the caller reports the outage (the daemon backs off).
-                ctx.store.finish_run(run_id, "failed", report.counts, f"CRM unavailable: {exc}")
-                raise
-            if report.outcome == "ok" and report.failures:
-                report.outcome = "partial"
-        if plan.rejects:
-            # CRM rows our checks rejected never reach the executor: count them in the run too.
-            report.counts["crm_rejected"] = len(plan.rejects)
-        ctx.store.finish_run(run_id, report.outcome, report.counts, report.message)
-        log.info("run_finished", kind=kind, outcome=report.outcome, **report.counts)
+    log.info("run_started", kind=kind, ops=len(plan.ops), plan_digest=plan.digest)
+    report = Executor(ctx.dialer, ctx.store, gathered.desired, run_id, keep_going,
+                      ctx.spec.policy.user_fields).apply(
+        replace(plan, ops=tuple(op for op in plan.ops if not isinstance(op, AddLeads))))
+    if gathered.leads is not None and ctx.spec.leads is not None \
+            and report.outcome in ("ok", "partial"):
+        stream = leadflow.events(ctx.crm, ctx.spec.leads, book, gathered.leads)
+        leadflow.send_leads(ctx.dialer, book, stream, plan, report, keep_going,
+                            dialect=ctx.dialect,
+                            concurrency=ctx.settings.dialer.lead_concurrency,
+                            duplicate_check=ctx.spec.lead_duplicate_check)
+        if report.outcome == "ok" and report.failures:
+            report.outcome = "partial"
+    if plan.rejects:
+        # CRM rows our checks rejected never reach the executor: count them in the run too.
+        report.counts["crm_rejected"] = len(plan.rejects)
     return report
+
+
+def _record_cut_short(store: StateStore, run_id: str, kind: str, exc: BaseException) -> None:
+    """Finish the run of an exception, so that it does not stay `running` for ever: `aborted`
+    when interrupted at once, `failed` otherwise; the counts are those of its recorded steps."""
+    if isinstance(exc, Exception):
+        outcome = "failed"
+        why = str(exc) if isinstance(exc, ReconcilerError) else f"{type(exc).__name__} (a bug)"
+    else:
+        outcome, why = "aborted", str(exc) or "interrupted"
+    try:
+        counts = Counter(step["outcome"] for step in store.steps(run_id))
+        cause = "CRM unavailable" if isinstance(exc, CrmUnavailable) else outcome
+        store.finish_run(run_id, outcome, dict(counts), f"{cause}: {why}")
+    except (sa.exc.SQLAlchemyError, StateError) as error:
+        log.warning("run_not_recorded", error=type(error).__name__,
+                    note="the run stays unfinished in the run log")
+        return
+    # A CRM outage is the caller's to report (the daemon logs it once, not every run).
+    emit = log.info if isinstance(exc, CrmUnavailable) else log.error
+    emit("run_finished", kind=kind, outcome=outcome, message=why, **counts)
 
 
 def record_plan_run(ctx: Context, plan: Plan, kind: str = "plan") -> str:

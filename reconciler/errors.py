@@ -38,6 +38,11 @@ class LockHeld(StateError):
     """Another process holds the write lease."""
 
 
+class LeaseLost(StateError):
+    """The write lease stopped being ours during a run (it expired and another process took it
+    over, or it was broken): this process must not send anything more."""
+
+
 class PlanRefused(ReconcilerError):
     """A saved plan cannot be applied (stale, altered, or over a guard limit)."""
 

@@ -24,6 +24,7 @@ from reconciler.errors import (
     DialerRejected,
     DialerUnavailable,
     DoesNotExist,
+    LeaseLost,
 )
 from reconciler.model import USER_FIELDS, Desired, DesiredUser
 from reconciler.plan import (
@@ -53,13 +54,33 @@ class StepResult:
 @dataclass
 class RunReport:
     run_id: str
-    outcome: str = "ok"          # ok | partial | failed | refused | stopped
+    outcome: str = "ok"          # ok | partial | failed | refused | stopped | lease_lost
     message: str = ""
     counts: dict[str, int] = field(default_factory=dict)
     failures: list[tuple[str, str, str]] = field(default_factory=list)   # op, key, message
+    # The run's one step counter, shared by the executor and the lead senders: steps are
+    # numbered 1, 2, 3 ... in the order they are taken, whatever their kind.
+    last_seq: int = 0
 
     def count(self, outcome: str) -> None:
         self.counts[outcome] = self.counts.get(outcome, 0) + 1
+
+    def next_seq(self) -> int:
+        self.last_seq += 1
+        return self.last_seq
+
+    def go_on(self, keep_going: Callable[[], bool]) -> bool:
+        """Ask, between two steps, whether the run goes on; when not, the report says why."""
+        try:
+            if keep_going():
+                return True
+            self.outcome, self.message = "stopped", "stopped on request"
+        except LeaseLost as lost:
+            self.lease_lost(lost)
+        return False
+
+    def lease_lost(self, lost: LeaseLost) -> None:
+        self.outcome, self.message = "lease_lost", str(lost)
 
 
 class Executor:
@@ -68,7 +89,8 @@ class Executor:
                  owned_fields: tuple[str, ...] = USER_FIELDS) -> None:
         self.api, self.store, self.desired, self.run_id = api, store, desired, run_id
         self.owned_fields = owned_fields
-        # Asked after every recorded step: renews the lease, notices a shutdown request.
+        # Asked after every recorded step: False on a stop request; raises LeaseLost when the
+        # lease is not ours any more.
         self.keep_going = keep_going or (lambda: True)
         self._handlers: dict[type[Any], Callable[[Any], StepResult]] = {
             AddList: self._add_list,
@@ -82,12 +104,16 @@ class Executor:
 
     def apply(self, plan: Plan) -> RunReport:
         report = RunReport(self.run_id)
-        for seq, op in enumerate(plan.ops, start=1):
-            stop = self._run_step(seq, op, report)
-            if not stop and seq < len(plan.ops) and not self.keep_going():
-                report.outcome, report.message, stop = "stopped", "stopped on request", True
+        for done, op in enumerate(plan.ops, start=1):
+            try:
+                stop = self._run_step(report.next_seq(), op, report)
+                if not stop and done < len(plan.ops):
+                    stop = not report.go_on(self.keep_going)
+            except LeaseLost as lost:        # the step's own record was refused
+                report.lease_lost(lost)
+                stop = True
             if stop:
-                left = len(plan.ops) - seq
+                left = len(plan.ops) - done
                 report.message += f"; {left} later step(s) not attempted" if left else ""
                 break
         if report.outcome == "ok" and report.failures:

@@ -23,6 +23,7 @@ from reconciler.errors import (
     DialerRejected,
     DialerUnavailable,
     FieldInvalid,
+    LeaseLost,
 )
 from reconciler.executor import RunReport
 from reconciler.leadplan import LeadBatch, LeadEvent
@@ -43,7 +44,7 @@ class LeadSender:
         self.blocked_lists = blocked_lists           # list_id -> why it could not be created
         self.keep_going = keep_going
         self.progress = progress or (lambda sent: None)
-        self.seq = 1000                               # step numbers after the plan's other ops
+        self.seq = 0                                  # the current step's (report.next_seq())
 
     def send_all(self, events: Iterable[LeadEvent], planned: Iterable[AddLeads]) -> None:
         expected: Iterator[AddLeads] = iter(planned)
@@ -54,9 +55,13 @@ class LeadSender:
                 self._stop("failed", "the CRM's leads changed since the plan was made; "
                                      "nothing more sent, plan again")
                 return
-            if not self._send(batch) or not self.keep_going():
-                if self.report.outcome == "ok":
-                    self._stop("stopped", "stopped on request")
+            if not self.report.go_on(self.keep_going):
+                return
+            try:
+                if not self._send(batch):
+                    return
+            except LeaseLost as lost:        # the batch's intent, or its step, was refused
+                self.report.lease_lost(lost)
                 return
 
     def _begin(self, batch: LeadBatch) -> tuple[float, str | None]:
@@ -64,7 +69,7 @@ class LeadSender:
 
         Returns when it started, and the batch id (None when skipped).
         """
-        self.seq += 1
+        self.seq = self.report.next_seq()
         started = time.monotonic()
         blocked = self.blocked_lists.get(batch.list_id)
         if blocked is not None:

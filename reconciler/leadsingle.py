@@ -30,14 +30,13 @@ from reconciler.errors import (
     DialerRefused,
     DialerRejected,
     DialerUnavailable,
+    LeaseLost,
 )
 from reconciler.executor import RunReport
 from reconciler.leadexec import LeadSender, Progress
 from reconciler.leadplan import LeadBatch, LeadEvent
 from reconciler.plan import AddLeads
 from reconciler.state.leads import LeadBook, LeadResult
-
-KEEP_GOING_EVERY = 100          # leads between two asks whether to go on (lease renewal)
 
 # A worker's answer: the lead's result (None: nothing reached the dialer) and, when the run
 # must stop, (outcome, message).
@@ -58,7 +57,6 @@ class OneByOneSender(LeadSender):
         self.finder = client if isinstance(client, LooksUpLeads) else None
         self.concurrency = concurrency
         self.duplicate_check = tuple(duplicate_check)
-        self.since_asked = 0
 
     def send_all(self, events: Iterable[LeadEvent], planned: Iterable[AddLeads]) -> None:
         self.pool = ThreadPoolExecutor(max_workers=self.concurrency,
@@ -91,9 +89,10 @@ class OneByOneSender(LeadSender):
             if problem is not None and halt is None:
                 halt = problem
                 stop.set()
-            if halt is None and self._ask_keep_going() is False:
-                halt = ("stopped", "stopped on request")
-                stop.set()
+            if halt is None:
+                halt = self._ask_keep_going()
+                if halt is not None:
+                    stop.set()
         message = self._summary(counts, len(unsent), batch_id)
         self.book.finish_batch(batch_id, unsent, "in_doubt" if counts["in_doubt"] else "answered",
                                halt[1] if halt else "")
@@ -144,12 +143,14 @@ class OneByOneSender(LeadSender):
                                   message="already on the dialer with this vendor_lead_code")
         return LeadResult(key, "rejected", message=str(exc))
 
-    def _ask_keep_going(self) -> bool:
-        self.since_asked += 1
-        if self.since_asked < KEEP_GOING_EVERY:
-            return True
-        self.since_asked = 0
-        return self.keep_going()
+    def _ask_keep_going(self) -> tuple[str, str] | None:
+        """After each lead: why the batch must stop here (None: it goes on). Never raises: the
+        leads already answered must still be recorded. With the lease lost, only leads of this
+        batch, covered by its intent, can still be in flight; no later batch starts."""
+        try:
+            return None if self.keep_going() else ("stopped", "stopped on request")
+        except LeaseLost as lost:
+            return "lease_lost", str(lost)
 
     @staticmethod
     def _summary(counts: Counter[str], unsent: int, batch_id: str) -> str:

@@ -53,6 +53,9 @@ class StateSettings:
     url: str = "sqlite:///reconciler-state.db"
     # Key for the keyed digests of agent passwords; created on first use when missing.
     digest_key_file: Path = Path(".reconciler-key")
+    # `apply`, `resync`: the write lease expires this long after its last heartbeat (renewed
+    # every quarter of it), which is how long a crashed process blocks the next one.
+    lease_ttl: float = 120.0
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from reconciler import democrm
 from reconciler.dialect import dialect_of
 from reconciler.engine import Context
 from reconciler.sandbox import API_PATH, VICIDIAL_API_PATH, SandboxDialer
+from reconciler.sandbox.wire import Answer, Incoming, parse_params
 from reconciler.settings import CrmSettings, DialerSettings, GuardSettings, Settings, StateSettings
 from reconciler.spec import load_spec
 from reconciler.state.store import StateStore
@@ -77,3 +79,31 @@ def agent(username: str, **overrides: Any) -> dict[str, Any]:
            "level": 1, "team": "AGENTS", "extension": None, "email": None, "is_active": 1}
     row.update(overrides)
     return row
+
+
+class HookedSandbox(SandboxDialer):
+    """The sandbox dialer, running `action` while it answers the `nth` call of `function`:
+    the call has been handled, its answer not yet sent back."""
+
+    def __init__(self, function: str, nth: int, action: Callable[[], None],
+                 mode: Any = "elision") -> None:
+        super().__init__(mode=mode)
+        self.function, self.nth, self.action = function, nth, action
+        self.fired = threading.Event()
+        self.calls_at_fire = -1
+        self._seen = 0
+        self._lock = threading.Lock()
+
+    def handle(self, incoming: Incoming) -> Answer:
+        answer = super().handle(incoming)
+        if parse_params(incoming).get("function") == self.function:
+            with self._lock:
+                self._seen += 1
+                now_is_the_time = self._seen == self.nth
+            if now_is_the_time:
+                self.calls_at_fire = len(self.snapshot()["calls"])
+                try:
+                    self.action()
+                finally:
+                    self.fired.set()
+        return answer

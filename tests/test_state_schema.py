@@ -18,6 +18,7 @@ from reconciler.errors import SchemaOutdated, StateError
 from reconciler.state import db, schema
 from reconciler.state.lease import Lease
 
+HEAD = "0002_lease_fencing_steps"      # the newest migration
 OUR_TABLES = {"state_targets", "shadow_users", "shadow_lists", "shadow_leads", "lead_batches",
               "runs", "run_steps", "leases"}
 
@@ -37,8 +38,8 @@ def test_metadata_lists_the_tables_we_expect() -> None:
     assert set(schema.metadata.tables) == OUR_TABLES
 
 
-def test_head_is_the_baseline() -> None:
-    assert db.head_revision() == "0001_baseline"
+def test_head_is_the_newest_migration() -> None:
+    assert db.head_revision() == HEAD
 
 
 def test_an_empty_database_is_refused_until_upgraded(engine: sa.Engine) -> None:
@@ -46,12 +47,12 @@ def test_an_empty_database_is_refused_until_upgraded(engine: sa.Engine) -> None:
     with pytest.raises(SchemaOutdated) as caught:
         db.require_current(engine)
     message = str(caught.value)
-    assert message == ("state database is empty, this version needs 0001_baseline: "
+    assert message == (f"state database is empty, this version needs {HEAD}: "
                        "run `reconciler db upgrade`")
     assert "reconciler db upgrade" in message
 
     db.upgrade(engine)
-    assert db.current_revision(engine) == db.head_revision() == "0001_baseline"
+    assert db.current_revision(engine) == db.head_revision() == HEAD
     db.require_current(engine)                   # does not raise
 
 
@@ -68,7 +69,11 @@ def test_upgrade_downgrade_upgrade_round_trips(engine: sa.Engine) -> None:
     db.upgrade(engine)
     assert tables(engine) == OUR_TABLES
     inspector = sa.inspect(engine)
-    assert {ix["name"] for ix in inspector.get_indexes("run_steps")} == {"ix_run_steps_run_id"}
+    # (PostgreSQL lists the index behind the unique constraint too; SQLite does not.)
+    assert {ix["name"] for ix in inspector.get_indexes("run_steps")
+            if "duplicates_constraint" not in ix} == {"ix_run_steps_run_id"}
+    assert [u["column_names"] for u in inspector.get_unique_constraints("run_steps")] == [
+        ["run_id", "seq"]]
     (fk,) = inspector.get_foreign_keys("run_steps")
     assert (fk["referred_table"], fk["constrained_columns"]) == ("runs", ["run_id"])
 
@@ -80,7 +85,7 @@ def test_upgrade_downgrade_upgrade_round_trips(engine: sa.Engine) -> None:
 
     db.upgrade(engine)
     assert tables(engine) == OUR_TABLES
-    assert db.current_revision(engine) == "0001_baseline"
+    assert db.current_revision(engine) == HEAD
     # Usable again: the lease table takes a row.
     assert Lease(engine, "apply:default", owner="a").try_acquire()
 
@@ -89,7 +94,7 @@ def test_upgrade_twice_is_harmless(engine: sa.Engine) -> None:
     db.upgrade(engine)
     db.upgrade(engine)
     assert tables(engine) == OUR_TABLES
-    assert db.current_revision(engine) == "0001_baseline"
+    assert db.current_revision(engine) == HEAD
 
 
 def test_the_migrations_match_schema_metadata(engine: sa.Engine) -> None:
@@ -142,8 +147,8 @@ url = "{database_url}"
         assert main(["--config", str(config), "--log-format", "json", "db", *args]) == 0
         return capsys.readouterr().out
 
-    assert run("current") == "empty (behind 0001_baseline: run `reconciler db upgrade`)\n"
-    assert run("upgrade") == "state database at 0001_baseline\n"
-    assert run("current") == "0001_baseline (current)\n"
+    assert run("current") == f"empty (behind {HEAD}: run `reconciler db upgrade`)\n"
+    assert run("upgrade") == f"state database at {HEAD}\n"
+    assert run("current") == f"{HEAD} (current)\n"
     assert run("downgrade", "base") == "state database at base (empty)\n"
     assert run("current").startswith("empty (behind")

@@ -5,17 +5,17 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
 
-from reconciler.errors import LockHeld
+from reconciler.errors import LeaseLost, LockHeld
 from reconciler.model import RecordedList, RecordedUser
 from reconciler.state import db
 from reconciler.state.lease import Lease, break_lease, new_owner
-from reconciler.state.schema import run_steps, shadow_users
-from reconciler.state.store import StateStore, StepWriter
+from reconciler.state.schema import leases, run_steps, runs, shadow_users
+from reconciler.state.store import StateStore, StepWriter, now
 
 ALICE = {"full_name": "Alice Agent", "user_level": "1", "user_group": "AGENTS", "active": "Y"}
 ALICE_DIGESTS = {"agent_pass": "d1" * 32}
@@ -310,6 +310,75 @@ def test_new_owner_names_host_and_process_and_is_unique() -> None:
     assert len(owners) == 20
     host, pid, _ = next(iter(owners)).split(":")
     assert host and pid.isdigit()
+
+
+def expire(engine: sa.Engine, name: str) -> None:
+    """What a holder stalled past its TTL leaves: a lease another process may take over."""
+    with engine.begin() as conn:
+        conn.execute(sa.update(leases).where(leases.c.name == name)
+                     .values(expires_at=now() - timedelta(seconds=1)))
+
+
+def test_every_take_over_gets_a_larger_generation(state_engine: sa.Engine) -> None:
+    first = Lease(state_engine, NAME, owner="a")
+    assert first.generation is None and first.try_acquire() and first.generation == 1
+    expire(state_engine, NAME)
+    second = Lease(state_engine, NAME, owner="b")
+    assert second.try_acquire() and second.generation == 2
+    assert second.try_acquire() and second.generation == 3      # taken again by its holder
+
+
+def test_a_fenced_write_is_refused_once_the_lease_was_taken_over(state_engine: sa.Engine) -> None:
+    holder = Lease(state_engine, NAME, owner="host-a:1:aaaa")
+    assert holder.try_acquire()
+    store = StateStore(state_engine, "default").fenced(holder.fence)
+    store.start_run("apply")                                   # ours: written
+    holder.verify()
+
+    expire(state_engine, NAME)
+    assert Lease(state_engine, NAME, owner="host-b:2:bbbb").try_acquire()
+    with pytest.raises(LeaseLost) as caught:
+        store.start_run("apply")
+    message = str(caught.value)
+    assert "expired and was taken over by host-b:2:bbbb" in message
+    assert "unlock --force" not in message
+    with pytest.raises(LeaseLost):
+        holder.verify()
+    assert not holder.renew()
+    with state_engine.connect() as conn:                      # the refused write left nothing
+        assert conn.execute(sa.select(sa.func.count()).select_from(runs)).scalar_one() == 1
+    # Broken instead (`unlock --force`), or taken over and released since: the row is gone.
+    break_lease(state_engine, NAME)
+    with pytest.raises(LeaseLost, match="unlock --force"):
+        store.commit_step("r", 1, "add_user", "1000", "created", "", 1, save_alice)
+
+
+def test_a_take_over_waits_for_a_fenced_write_and_then_sees_it(state_engine: sa.Engine) -> None:
+    """The fence locks the lease row until its transaction ends: a process taking the lease
+    over meanwhile waits, and then plans from what was written (so nothing is sent twice)."""
+    holder = Lease(state_engine, NAME, owner="stalled")
+    assert holder.try_acquire()
+    expire(state_engine, NAME)
+    seen: dict[str, object] = {}
+
+    def take_over() -> None:
+        seen["taken"] = Lease(state_engine, NAME, owner="rival").try_acquire()
+        with state_engine.connect() as conn:
+            seen["runs"] = conn.execute(sa.select(runs.c.run_id)).scalars().all()
+
+    with state_engine.connect() as conn, conn.begin():
+        holder.fence(conn)                   # still ours (expired, not yet taken over)
+        conn.execute(sa.insert(runs).values(run_id="fenced", target="default", kind="apply",
+                                            started_at=now()))
+        rival = threading.Thread(target=take_over)
+        rival.start()
+        rival.join(timeout=0.5)
+        assert rival.is_alive()              # waiting for this transaction to end
+    rival.join(timeout=30)
+    assert seen == {"taken": True, "runs": ["fenced"]}
+    with pytest.raises(LeaseLost, match="taken over by rival"), \
+            state_engine.connect() as conn, conn.begin():
+        holder.fence(conn)
 
 
 @pytest.fixture

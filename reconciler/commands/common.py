@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 
 from reconciler.config import load_settings
-from reconciler.exitcodes import EXIT_CHANGES, EXIT_ERROR, EXIT_OK, EXIT_REJECTED
+from reconciler.exitcodes import EXIT_CHANGES, EXIT_ERROR, EXIT_OK, EXIT_REJECTED, EXIT_STOPPED
 from reconciler.logs import configure_logging
 from reconciler.settings import Settings
 
 # Re-exported: the command modules take them from here.
-__all__ = ["EXIT_CHANGES", "EXIT_ERROR", "EXIT_OK", "EXIT_REJECTED", "count_at_least_one", "load",
-           "port_number", "setup_logging"]
+__all__ = ["EXIT_CHANGES", "EXIT_ERROR", "EXIT_OK", "EXIT_REJECTED", "EXIT_STOPPED",
+           "count_at_least_one", "load", "port_number", "setup_logging"]
 
 
 def setup_logging(args: argparse.Namespace, secrets: tuple[str, ...] = ()) -> None:

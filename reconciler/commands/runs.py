@@ -6,11 +6,20 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from reconciler import plan as plan_data
-from reconciler.commands.common import EXIT_CHANGES, EXIT_OK, EXIT_REJECTED, load
+from reconciler.commands.common import (
+    EXIT_CHANGES,
+    EXIT_ERROR,
+    EXIT_OK,
+    EXIT_REJECTED,
+    EXIT_STOPPED,
+    load,
+)
+from reconciler.commands.oneoff import OneOffRun, StopRequested
 from reconciler.engine import (
     Context,
     Gathered,
@@ -23,9 +32,11 @@ from reconciler.engine import (
 from reconciler.errors import PlanRefused
 from reconciler.executor import RunReport
 from reconciler.render import render_plan
-from reconciler.runtime import open_context, write_lease
+from reconciler.runtime import open_context
 from reconciler.state.leads import LeadBook
-from reconciler.state.lease import Lease
+
+# What a leased command does once it holds the lease: plan, then the plan to apply.
+Planner = Callable[[], tuple[Gathered, plan_data.Plan]]
 
 
 def register(sub: Any) -> None:
@@ -82,16 +93,18 @@ def cmd_plan(args: argparse.Namespace) -> int:
 def cmd_apply(args: argparse.Namespace) -> int:
     settings = load(args)
     saved = _read_plan_file(Path(args.planfile)) if args.planfile else None
-    with open_context(settings) as ctx, write_lease(ctx.store, args.lock_wait) as lease:
+
+    def planned(ctx: Context) -> tuple[Gathered, plan_data.Plan]:
         gathered = gather_and_plan(ctx, resync=saved.basis.resync if saved else False)
-        plan = gathered.plan
-        if saved is not None:
-            stale = stale_reasons(saved.basis, plan.basis)
-            if stale:
-                raise PlanRefused("saved plan is stale: " + "; ".join(stale)
-                                  + ". Make a new plan.")
-            plan = saved
-        return _confirm_and_apply(ctx, args, gathered, plan, lease, kind="apply")
+        if saved is None:
+            return gathered, gathered.plan
+        stale = stale_reasons(saved.basis, gathered.plan.basis)
+        if stale:
+            raise PlanRefused("saved plan is stale: " + "; ".join(stale) + ". Make a new plan.")
+        return gathered, saved
+
+    with open_context(settings) as ctx:
+        return _leased(ctx, args, "apply", lambda: planned(ctx))
 
 
 def cmd_resync(args: argparse.Namespace) -> int:
@@ -102,13 +115,38 @@ def cmd_resync(args: argparse.Namespace) -> int:
             record_plan_run(ctx, gathered.plan, kind="resync-plan")
             _print_plan(args, gathered.plan)
             return 1 if gathered.plan.unavailable else EXIT_OK
-        with write_lease(ctx.store, args.lock_wait) as lease:
+
+        def planned() -> tuple[Gathered, plan_data.Plan]:
             gathered = gather_and_plan(ctx, resync=True)
-            return _confirm_and_apply(ctx, args, gathered, gathered.plan, lease, kind="resync")
+            return gathered, gathered.plan
+
+        return _leased(ctx, args, "resync", planned)
+
+
+def _leased(ctx: Context, args: argparse.Namespace, kind: str, planned: Planner) -> int:
+    """Plan and apply under the write lease, its heartbeat running from the moment it is taken,
+    and stop cleanly on SIGTERM/SIGINT (see reconciler.commands.oneoff)."""
+    try:
+        with OneOffRun(ctx.store, wait_seconds=args.lock_wait,
+                       ttl=ctx.settings.state.lease_ttl) as run:
+            try:
+                gathered, plan = planned()
+                return _confirm_and_apply(replace(ctx, store=run.store), args, gathered, plan,
+                                          run, kind=kind)
+            except StopRequested as stop:
+                # Nothing was in progress: the run is recorded as stopped before it began.
+                run_id = ctx.store.start_run(kind)
+                ctx.store.finish_run(run_id, "stopped", {},
+                                     f"{stop} before applying anything")
+                print(f"Run {run_id}: stopped ({stop.signal_name}) before applying anything.")
+                return EXIT_STOPPED
+    except StopRequested as stop:           # while waiting for the lease: nothing to record
+        print(f"Stopped ({stop.signal_name}) before the write lease was taken.")
+        return EXIT_STOPPED
 
 
 def _confirm_and_apply(ctx: Context, args: argparse.Namespace, gathered: Gathered,
-                       plan: plan_data.Plan, lease: Lease, *, kind: str) -> int:
+                       plan: plan_data.Plan, run: OneOffRun, *, kind: str) -> int:
     _print_plan(args, plan)
     check_applicable(plan, force=args.force)
     if not plan.has_changes:
@@ -124,13 +162,19 @@ def _confirm_and_apply(ctx: Context, args: argparse.Namespace, gathered: Gathere
         if answer.strip() != "yes":
             print("Apply cancelled.")
             return EXIT_OK
-    report = apply_plan(ctx, gathered, plan, kind=kind, force=args.force,
-                        keep_going=_renewing(lease))
+    with run.applying():
+        report = apply_plan(ctx, gathered, plan, kind=kind, force=args.force,
+                            keep_going=run.keep_going)
     print(_report_line(report))
     for op, key, message in report.failures:
         print(f"  ! {op} {key}: {message}")
-    if report.outcome in ("failed", "refused", "stopped"):
-        return 1
+    if report.outcome == "stopped":
+        return EXIT_STOPPED
+    if report.outcome == "lease_lost":
+        print(f"error: {report.message}", file=sys.stderr)
+        return EXIT_ERROR
+    if report.outcome in ("failed", "refused"):
+        return EXIT_ERROR
     # CRM rows that fail our checks were shown in the plan and are counted in the run (and
     # `status`); re-running cannot fix them, so only what the dialer refused asks for a look.
     return EXIT_REJECTED if dialer_rejected(report) else EXIT_OK
@@ -140,19 +184,6 @@ def dialer_rejected(report: RunReport) -> bool:
     """Whether the dialer refused something in this run: a user or list step, or leads."""
     return any(report.counts.get(outcome) for outcome in (
         "rejected", "lead_batches_rejected", "lead_batches_partial"))
-
-
-def _renewing(lease: Lease) -> Callable[[], bool]:
-    """Renew the lease after every step: a long apply keeps it; a broken one stops the run."""
-
-    def keep_going() -> bool:
-        if lease.renew():
-            return True
-        print("error: the write lease was taken away (reconciler unlock --force?); stopping",
-              file=sys.stderr)
-        return False
-
-    return keep_going
 
 
 def _print_plan(args: argparse.Namespace, plan: plan_data.Plan) -> None:

@@ -25,7 +25,7 @@ from reconciler.daemon.metrics import Stats
 from reconciler.daemon.outage import OUTAGE_KNOWN, Backoff, OutageWatch, one_line
 from reconciler.daemon.settings import RESOURCES, DaemonSettings
 from reconciler.engine import Context, apply_plan, gather_and_plan
-from reconciler.errors import DialerUnavailable, StateError
+from reconciler.errors import DialerUnavailable, LeaseLost, StateError
 from reconciler.plan import GuardBreach
 from reconciler.spec import Spec
 from reconciler.state import queries
@@ -90,6 +90,11 @@ class Runner:
             known = OUTAGE_KNOWN.set(self.outage.kind is not None)
             try:
                 return self._run_leased(kind, resources)
+            except LeaseLost as lost:
+                # Another process applies now: not an outage, nothing to back off from.
+                log.error("lease_lost", kind=kind, reason=str(lost))
+                self.stats.run_finished(kind, "lease_lost")
+                return "lease_lost"
             except StateError as exc:
                 self.outage.failed("state", one_line(exc))
                 self.stats.run_finished(kind, "unavailable")
@@ -146,8 +151,10 @@ class Runner:
         self.stats.run_skipped("lock_held")
 
     def _run(self, kind: str, resources: frozenset[str] | None) -> str:
-        ctx = self.ctx if resources is None else replace(
-            self.ctx, spec=restrict_spec(self.ctx.spec, resources))
+        # The writes that come before a send are fenced by this run's lease.
+        ctx = replace(self.ctx, store=self.ctx.store.fenced(self.lease.fence))
+        if resources is not None:
+            ctx = replace(ctx, spec=restrict_spec(ctx.spec, resources))
         try:
             gathered = gather_and_plan(ctx)
         except CrmUnavailable as exc:
@@ -165,7 +172,7 @@ class Runner:
         if report.outcome == "failed":
             # The executor stops a run as "failed" only when the dialer could not be used.
             self.outage.failed("dialer", report.message)
-        else:
+        elif report.outcome != "lease_lost":
             self.outage.succeeded()
         return report.outcome
 
@@ -194,6 +201,8 @@ class Runner:
         return run_id
 
     def _keep_going(self) -> bool:
-        """Asked by the executor after every recorded step: no stop request, lease still ours."""
-        lost = self._heartbeat is not None and self._heartbeat.lost.is_set()
-        return not (self.stopping.is_set() or lost)
+        """Asked by the executor after every recorded step: False on a stop request; raises
+        LeaseLost when the heartbeat found the lease is not ours any more."""
+        if self._heartbeat is not None:
+            self._heartbeat.check()
+        return not self.stopping.is_set()

@@ -76,6 +76,7 @@ class LeadBook:
         """Commit, before sending, which leads this batch carries. Returns the batch id."""
         batch_id = str(uuid.uuid4())
         with self.engine.begin() as conn:
+            self.store.fence(conn)          # a process whose lease was taken over stops here
             conn.execute(sa.insert(lead_batches).values(
                 batch_id=batch_id, target=self.target, list_id=list_id, run_id=run_id,
                 state="intent", lead_count=len(items), created_at=now()))

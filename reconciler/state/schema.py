@@ -101,13 +101,19 @@ run_steps = sa.Table(
     sa.Column("message", sa.Text, nullable=True),
     sa.Column("duration_ms", sa.Integer, nullable=False),
     sa.Column("at", Timestamp, nullable=False),
+    # One step counter per run, shared by every kind of step: a number names one step.
+    sa.UniqueConstraint("run_id", "seq"),
 )
 
-# The write lease: one row per name; a holder renews `expires_at` while it works.
+# The write lease: one row per name; a holder renews `expires_at` while it works. `generation`
+# grows with every take-over of the row (1 when it is inserted): with `owner`, unique to each
+# process, it names one acquisition. The writes that come before a send check both in their own
+# transaction (the fence), so a holder whose lease was taken over can no longer write.
 leases = sa.Table(
     "leases", metadata,
     sa.Column("name", sa.String(64), primary_key=True),
     sa.Column("owner", sa.String(255), nullable=False),
     sa.Column("acquired_at", Timestamp, nullable=False),
     sa.Column("expires_at", Timestamp, nullable=False),
+    sa.Column("generation", sa.Integer, nullable=False, server_default="0"),
 )

@@ -1,7 +1,11 @@
 """Read and write the shadow tables and the run log for one dialer target.
 
-Each executor step is one transaction (`StateStore.step()`): the shadow change, the step row and
-the version bump commit together or not at all, so a crash at any instant loses nothing.
+Each executor step is one transaction (`StateStore.commit_step()`): the shadow change, the step
+row and the version bump commit together or not at all, so a crash at any instant loses nothing.
+
+A store `fenced` by the write lease checks, first thing in the transaction of each write that
+comes before a send (a run's start, every step, a lead batch's intent), that the lease is still
+ours: when it is not, LeaseLost is raised and nothing is written.
 """
 
 from __future__ import annotations
@@ -86,11 +90,23 @@ class StepWriter:
 
 
 ShadowEffect = Callable[[StepWriter], None]
+# Lease.fence: raises LeaseLost, inside the caller's transaction, unless the lease is still ours.
+Fence = Callable[[sa.Connection], None]
 
 
 class StateStore:
-    def __init__(self, engine: sa.Engine, target: str) -> None:
+    def __init__(self, engine: sa.Engine, target: str, fence: Fence | None = None) -> None:
         self.engine, self.target = engine, target
+        self._fence = fence
+
+    def fenced(self, fence: Fence) -> StateStore:
+        """This store, its writes before a send checked by `fence` (a held lease's)."""
+        return StateStore(self.engine, self.target, fence)
+
+    def fence(self, conn: sa.Connection) -> None:
+        """First in a transaction whose write comes before a send (no-op when not fenced)."""
+        if self._fence is not None:
+            self._fence(conn)
 
     # --- reading ------------------------------------------------------------------------------
 
@@ -121,6 +137,7 @@ class StateStore:
     def start_run(self, kind: str, plan_digest: str | None = None) -> str:
         run_id = str(uuid.uuid4())
         with self.engine.begin() as conn:
+            self.fence(conn)
             conn.execute(sa.insert(runs).values(
                 run_id=run_id, target=self.target, kind=kind, started_at=now(),
                 plan_digest=plan_digest))
@@ -138,6 +155,7 @@ class StateStore:
     ) -> None:
         """Record one finished step and its shadow change in a single transaction."""
         with self.engine.begin() as conn:
+            self.fence(conn)
             writer = StepWriter(conn, self.target, run_id)
             if effect is not None:
                 effect(writer)

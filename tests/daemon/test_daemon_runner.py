@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -25,12 +26,22 @@ from reconciler.daemon.outage import (
 from reconciler.daemon.runner import Runner, restrict_spec, run_kind, spec_resources
 from reconciler.daemon.settings import DaemonSettings
 from reconciler.engine import Context
+from reconciler.errors import LeaseLost
 from reconciler.sandbox import SandboxDialer
 from reconciler.settings import GuardSettings
 from reconciler.spec import load_spec
 from reconciler.state import queries
 from reconciler.state.lease import Lease, break_lease
-from tests.helpers import EXAMPLE_SPEC, agent, crm_execute, engine_context, make_crm
+from reconciler.state.schema import leases
+from reconciler.state.store import now
+from tests.helpers import (
+    EXAMPLE_SPEC,
+    HookedSandbox,
+    agent,
+    crm_execute,
+    engine_context,
+    make_crm,
+)
 
 
 class Clock:
@@ -219,15 +230,50 @@ def test_the_heartbeat_keeps_the_lease_and_notices_losing_it(ctx: Context) -> No
     assert logs[0]["event"] == "lease_lost" and "unlock --force" in logs[0]["reason"]
 
 
+def test_a_run_whose_lease_is_taken_over_stops_before_its_next_send(
+    sqlite_state: sa.Engine, crm: str, tmp_path: Path
+) -> None:
+    """The daemon's writes are fenced as apply's are: a lease taken over during a step (the
+    daemon stalled past its TTL) ends the run `lease_lost` before anything more is sent, and
+    is no outage: the next run, once the lease is free, does the rest."""
+    name = queries.lease_name("default")
+    rival = Lease(sqlite_state, name, owner="rival-host:7:cafe")
+
+    def take_over() -> None:
+        with sqlite_state.begin() as conn:
+            conn.execute(sa.update(leases).where(leases.c.name == name)
+                         .values(expires_at=now() - timedelta(seconds=1)))
+        assert rival.try_acquire()
+
+    sandbox = HookedSandbox("add_list", 1, take_over)
+    with engine_context(sandbox, sqlite_state, crm, tmp_path) as context:
+        runner = make_runner(context)
+        assert runner.run() == "lease_lost"
+        assert sandbox.fired.is_set()
+        assert sandbox.snapshot()["calls"][sandbox.calls_at_fire:] == []
+        assert runner.outage.kind is None
+        run = queries.latest_runs_by_kind(sqlite_state, "default")["daemon"]
+        assert run["outcome"] == "lease_lost"
+        assert "taken over by rival-host:7:cafe" in run["message"]
+        rival.release()
+        assert runner.run() == "ok"
+    assert sorted(u["agent_user"] for u in sandbox.snapshot()["users"]) == ["1000", "1001"]
+    assert [x["list_id"] for x in sandbox.snapshot()["lists"]] == ["1101"]
+
+
 def test_a_run_stops_between_steps_on_request_or_lost_lease(ctx: Context) -> None:
     runner = make_runner(ctx)
     assert runner._keep_going()
+    assert runner.lease.try_acquire()
     with Heartbeat(runner.lease, ttl=60) as beat:
         runner._heartbeat = beat
         assert runner._keep_going()
+        beat.reason = "taken over"
         beat.lost.set()
-        assert not runner._keep_going()
+        with pytest.raises(LeaseLost, match="taken over"):
+            runner._keep_going()
     runner._heartbeat = None
+    runner.lease.release()
     runner.stopping.set()
     assert not runner._keep_going()
     assert runner.run() == "stopping"
