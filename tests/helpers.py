@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from reconciler.engine import Context
 from reconciler.sandbox import API_PATH, VICIDIAL_API_PATH, SandboxDialer
 from reconciler.settings import CrmSettings, DialerSettings, GuardSettings, Settings, StateSettings
 from reconciler.spec import load_spec
+from reconciler.state.schema import lead_batches, shadow_leads
 from reconciler.state.store import StateStore
 
 REPO = Path(__file__).resolve().parents[1]
@@ -72,3 +74,13 @@ def agent(username: str, **overrides: Any) -> dict[str, Any]:
            "level": 1, "team": "AGENTS", "extension": None, "email": None, "is_active": 1}
     row.update(overrides)
     return row
+
+
+def backdate_lead_sends(engine: sa.Engine, seconds: float = 3600) -> datetime:
+    """Make every lead batch and lead of the state look last sent `seconds` ago (past the time a
+    late request could still land), without waiting. Returns that time."""
+    when = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=seconds)
+    with engine.begin() as conn:
+        conn.execute(sa.update(lead_batches).values(created_at=when))
+        conn.execute(sa.update(shadow_leads).values(updated_at=when))
+    return when

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from reconciler import leadsettle
 from reconciler import plan as plan_data
 from reconciler.commands.common import EXIT_CHANGES, EXIT_OK, EXIT_REJECTED, load
 from reconciler.engine import (
@@ -83,7 +84,8 @@ def cmd_apply(args: argparse.Namespace) -> int:
     settings = load(args)
     saved = _read_plan_file(Path(args.planfile)) if args.planfile else None
     with open_context(settings) as ctx, write_lease(ctx.store, args.lock_wait) as lease:
-        gathered = gather_and_plan(ctx, resync=saved.basis.resync if saved else False)
+        gathered = gather_and_plan(ctx, resync=saved.basis.resync if saved else False,
+                                   settled=leadsettle.saved(saved) if saved else None)
         plan = gathered.plan
         if saved is not None:
             stale = stale_reasons(saved.basis, plan.basis)
