@@ -27,7 +27,7 @@ from reconciler.observe import observe
 from reconciler.plan import AddLeads, Basis, Plan, sealed
 from reconciler.settings import Settings
 from reconciler.spec import Spec
-from reconciler.state.leads import LeadBook
+from reconciler.state.leads import LeadBook, LeadSettlement
 from reconciler.state.store import StateStore
 
 log = structlog.get_logger()
@@ -53,8 +53,12 @@ class Gathered:
     leads: LeadContext | None = None     # how leads were planned; apply merges them again alike
 
 
-def gather_and_plan(ctx: Context, *, resync: bool = False) -> Gathered:
-    """Read the three views and plan. Writes nothing anywhere."""
+def gather_and_plan(ctx: Context, *, resync: bool = False,
+                    settled: tuple[LeadSettlement, ...] | None = None) -> Gathered:
+    """Read the three views and plan. Writes nothing anywhere.
+
+    `settled`: in-doubt leads already looked up (by the saved plan being applied); None looks
+    them up now. Each lead is looked up once per run, never again to check a saved plan."""
     key, caps = ctx.digest_key, ctx.dialect.capabilities
     desired = read_desired(ctx.crm, ctx.spec, lambda f, v: keyed_digest(key, f, v), ctx.dialect)
     recorded = ctx.store.load_recorded()
@@ -75,9 +79,10 @@ def gather_and_plan(ctx: Context, *, resync: bool = False) -> Gathered:
         log.warning("duplicate_check_ignored", dialect=ctx.dialect.name,
                     reason="this dialer takes leads in batches, without duplicate_check")
     book = LeadBook(ctx.store)
-    settled = leadsettle.look_up(ctx.dialer, ctx.crm, ctx.spec.leads, book,
-                                 2 * ctx.settings.dialer.read_timeout) \
-        if caps.can_look_up_leads else ()
+    if settled is None:
+        settled = leadsettle.look_up(ctx.dialer, ctx.crm, ctx.spec.leads, book,
+                                     leadsettle.landing_window(ctx.settings.dialer)) \
+            if caps.can_look_up_leads else ()
     if settled:   # recorded by apply before any lead is sent (a settle_leads op)
         plan = replace(plan, ops=(*plan.ops, leadsettle.as_op(settled)))
     lead_ctx = leadflow.lead_context(ctx.settings.dialer, ctx.crm, ctx.spec.leads, plan,

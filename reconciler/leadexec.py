@@ -37,6 +37,8 @@ Progress = Callable[[int], None]
 
 
 class LeadSender:
+    intent_status = "pending"          # a batch sent whole: each of its leads may be sent
+
     def __init__(self, client: DialerClient, book: LeadBook, run_id: str, report: RunReport,
                  *, blocked_lists: Mapping[str, str], keep_going: Callable[[], bool],
                  progress: Progress | None = None) -> None:
@@ -76,7 +78,8 @@ class LeadSender:
             self._step(batch, "skipped", f"list {batch.list_id} is not on the dialer: {blocked}",
                        started)
             return started, None
-        return started, self.book.record_intent(self.run_id, batch.list_id, batch.items)
+        return started, self.book.record_intent(self.run_id, batch.list_id, batch.items,
+                                                self.intent_status)
 
     def _send(self, batch: LeadBatch) -> bool:
         """Send one batch. Returns False when the run must stop."""

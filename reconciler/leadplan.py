@@ -16,7 +16,7 @@ from typing import Any
 
 from reconciler.batching import BatchLimits, OpenBatch, lead_cost
 from reconciler.errors import ReconcilerError
-from reconciler.model import DesiredLead, RecordedLead, RowRejection
+from reconciler.model import UNCERTAIN_LEAD_STATUSES, DesiredLead, RecordedLead, RowRejection
 from reconciler.plan import Reject
 
 # What a lead in the CRM can be, against what we recorded of it.
@@ -109,7 +109,7 @@ class _Merge:
                     return NOTHING
                 moved = have.list_id != lead.list_id
                 return (LeadDrift(lead.list_id, MOVED if moved else CHANGED, lead.key),)
-            if status in ("pending", IN_DOUBT):
+            if status in UNCERTAIN_LEAD_STATUSES:
                 self.counts[lead.list_id, IN_DOUBT] += 1       # never resent silently
                 return NOTHING
             if have.digest == lead.digest:

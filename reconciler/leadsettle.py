@@ -12,13 +12,16 @@ recorded, and become a `settle_leads` op that apply records (`record`) before an
 What is looked up is what was sent: the state keeps no lead fields, so the phone number and
 vendor_lead_code come from the lead's CRM row, and only while that row is unchanged since it was
 sent (its digest is the recorded one). A lead whose row changed or left the CRM, or that has no
-vendor_lead_code, stays in doubt for an operator. So does one whose answer could still be on its
-way: a lead is looked up only once it has been in doubt for twice the read timeout.
+vendor_lead_code, stays in doubt for an operator. So does one whose request could still be on its
+way: a lead is looked up only once its last request is older than `landing_window`.
+
+`as_sent` gives an operator the same view of a batch's doubtful leads (`leads in-doubt BATCH`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 
 import sqlalchemy as sa
@@ -28,26 +31,41 @@ from reconciler.crm_leads import LeadMapper, stream_leads
 from reconciler.dialect import LooksUpLeads, lacking
 from reconciler.dialer.client import DialerClient
 from reconciler.errors import DialerError, DialerUnavailable
-from reconciler.model import DesiredLead, RecordedLead
-from reconciler.plan import SettleLeads
+from reconciler.model import UNCERTAIN_LEAD_STATUSES, DesiredLead, RecordedLead
+from reconciler.plan import Plan, SettleLeads
+from reconciler.settings import DialerSettings
 from reconciler.spec import ResourceSpec
 from reconciler.state.leads import DoubtfulLead, LeadBook, LeadSettlement
 from reconciler.state.store import now
 
 log = structlog.get_logger()
 
+CLOCK_MARGIN_S = 5.0     # hosts sharing one state database may disagree on the time this much
+
+
+def landing_window(dialer: DialerSettings) -> timedelta:
+    """How long after a lead was marked as being sent its request could still land.
+
+    Before the request leaves, the client may try every connection attempt and back off between
+    them (a refused connection is retried: nothing was sent); then it waits up to `read_timeout`
+    for the answer, and the dialer may still act on the request as long again after the client
+    gave up. Until then, "not on the dialer" does not mean "never will be".
+    """
+    retries = max(0, dialer.max_retries)
+    connecting = (1 + retries) * dialer.connect_timeout + retries * dialer.backoff_max
+    return timedelta(seconds=connecting + 2 * dialer.read_timeout + CLOCK_MARGIN_S)
+
 
 def look_up(client: DialerClient, crm: sa.Engine, resource: ResourceSpec, book: LeadBook,
-            settle_after_s: float) -> tuple[LeadSettlement, ...]:
+            window: timedelta) -> tuple[LeadSettlement, ...]:
     """Look every settleable in-doubt lead up on the dialer. Reads only."""
-    doubtful = {d.key: d for d in book.doubtful_leads(now() - timedelta(seconds=settle_after_s))}
+    doubtful = {d.key: d for d in book.doubtful_leads(now() - window)}
     if not doubtful:
         return ()
     if not isinstance(client, LooksUpLeads):
         raise lacking("lead_all_info")
     mapper = LeadMapper(resource)
-    rows = {lead.key: lead for lead in stream_leads(crm, resource, mapper)
-            if isinstance(lead, DesiredLead) and lead.key in doubtful}
+    rows = _crm_rows(crm, resource, mapper, doubtful.keys())
     found: list[LeadSettlement] = []
     for key, lead in sorted(doubtful.items()):
         wanted = _wanted(lead, rows.get(key), mapper)
@@ -70,6 +88,49 @@ def look_up(client: DialerClient, crm: sa.Engine, resource: ResourceSpec, book: 
             continue
         found.append(LeadSettlement(key, lead.batch_id, matches[0].lead_id if matches else None))
     return tuple(found)
+
+
+def saved(plan: Plan) -> tuple[LeadSettlement, ...]:
+    """The look-ups a saved plan made: applying it records them rather than looking again."""
+    return tuple(found for op in plan.ops if isinstance(op, SettleLeads) for found in from_op(op))
+
+
+@dataclass(frozen=True)
+class LeadAsSent:
+    """An in-doubt lead as the dialer would hold it, for an operator to look for."""
+
+    key: str
+    list_id: str
+    status: str
+    phone_number: str | None             # None: unknown, the CRM row is gone
+    vendor_lead_code: str | None
+    crm: str                              # unchanged | changed (since sent) | gone
+
+
+def as_sent(crm: sa.Engine, resource: ResourceSpec, leads: Sequence[DoubtfulLead]
+            ) -> list[LeadAsSent]:
+    """Each lead's phone number and vendor_lead_code, mapped from its CRM row by the spec."""
+    mapper = LeadMapper(resource)
+    rows = _crm_rows(crm, resource, mapper, {lead.key for lead in leads})
+    found: list[LeadAsSent] = []
+    for lead in leads:
+        row = rows.get(lead.key)
+        if row is None:
+            found.append(LeadAsSent(lead.key, lead.list_id, lead.status, None, None, "gone"))
+            continue
+        fields, _ = mapper.fields(row.row)
+        found.append(LeadAsSent(
+            lead.key, lead.list_id, lead.status, fields.get("phone_number"),
+            fields.get("vendor_lead_code"),
+            "unchanged" if row.digest == lead.digest else "changed"))
+    return found
+
+
+def _crm_rows(crm: sa.Engine, resource: ResourceSpec, mapper: LeadMapper,
+              keys: Iterable[str]) -> dict[str, DesiredLead]:
+    wanted = set(keys)
+    return {lead.key: lead for lead in stream_leads(crm, resource, mapper)
+            if isinstance(lead, DesiredLead) and lead.key in wanted}
 
 
 def _wanted(lead: DoubtfulLead, row: DesiredLead | None, mapper: LeadMapper
@@ -95,7 +156,7 @@ def as_recorded(recorded: Iterable[RecordedLead], settlements: Iterable[LeadSett
         return
     for lead in recorded:
         found = by_key.get(lead.key)
-        if found is None or lead.status != "in_doubt":
+        if found is None or lead.status not in UNCERTAIN_LEAD_STATUSES:
             yield lead
         elif found.dialer_lead_id is not None:
             yield lead._replace(status="sent")

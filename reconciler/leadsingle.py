@@ -1,9 +1,12 @@
 """Send leads one by one (add_lead), exactly once per lead, a few calls in flight at once.
 
 The merge still groups leads in batches, for the plan, progress and bookkeeping; a batch here is
-sent lead by lead. Its intent (every lead `pending`) is committed before the first call; each
-lead's outcome is committed as its answer comes. Workers only call the dialer: every write to
-the state database is made from the calling thread, one at a time.
+sent lead by lead. Its intent (every lead `queued`) is committed before the first call. At most
+`concurrency` leads are on their way at once, and each is marked `sending` before its request
+leaves: one transaction records the answers just read and marks the leads that replace them.
+So a process that dies leaves at most `concurrency` leads in doubt; the rest of its batch is
+sent (recorded) or queued (never sent, planned again). Workers only call the dialer: every
+write to the state database is made from the calling thread, one at a time.
 
 A lead whose answer is lost is in doubt (never resent blindly) and stops the run after the calls
 already in flight; leads not yet attempted are forgotten, so the next run plans them again. A
@@ -15,10 +18,10 @@ was sent before, and is recorded as sent with that lead id.
 from __future__ import annotations
 
 import contextvars
-import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from itertools import islice
 
 from reconciler.dialect import LooksUpLeads, SendsOneLead, lacking
 from reconciler.dialer.client import DialerClient
@@ -45,6 +48,8 @@ Answer = tuple[LeadResult | None, tuple[str, str] | None]
 
 class OneByOneSender(LeadSender):
     pool: ThreadPoolExecutor
+    intent_status = "queued"           # not sent until marked `sending`, one by one
+
     def __init__(self, client: DialerClient, book: LeadBook, run_id: str, report: RunReport,
                  *, blocked_lists: Mapping[str, str], keep_going: Callable[[], bool],
                  progress: Progress | None = None, concurrency: int = 4,
@@ -70,29 +75,43 @@ class OneByOneSender(LeadSender):
         started, batch_id = self._begin(batch)
         if batch_id is None:
             return True
-        stop = threading.Event()
-        futures: dict[Future[Answer | None], str] = {
-            self.pool.submit(contextvars.copy_context().run, self._one, key, fields, stop): key
-            for key, fields, _ in batch.items}
+        waiting = iter(batch.items)
+        in_flight: dict[Future[Answer], str] = {}
+        answered: list[LeadResult] = []
         counts: Counter[str] = Counter()
         unsent: list[str] = []
         halt: tuple[str, str] | None = None
-        for future in as_completed(futures):
-            answer = future.result()
-            result, problem = answer if answer is not None else (None, None)
-            if result is None:
-                unsent.append(futures[future])
-            else:
-                self.book.record_lead(batch_id, result)
-                counts[result.status] += 1
-                self.progress(1)
-            if problem is not None and halt is None:
-                halt = problem
-                stop.set()
-            if halt is None:
-                halt = self._ask_keep_going()
-                if halt is not None:
-                    stop.set()
+        while True:
+            starting = [] if halt else list(islice(waiting, self.concurrency - len(in_flight)))
+            if answered or starting:
+                try:
+                    self.book.record_progress(batch_id, answered, [key for key, _, _ in starting])
+                except LeaseLost as lost:           # nothing more may go out; keep the answers
+                    self.book.record_progress(batch_id, answered, ())
+                    halt, unsent = ("lease_lost", str(lost)), unsent + [k for k, _, _ in starting]
+                    starting = []
+                if answered:
+                    self.progress(len(answered))
+                answered = []
+            for key, fields, _ in starting:
+                in_flight[self.pool.submit(contextvars.copy_context().run, self._call, key,
+                                           fields)] = key
+            if not in_flight:
+                break
+            done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+            for future in done:
+                key = in_flight.pop(future)
+                result, problem = future.result()
+                if result is None:
+                    unsent.append(key)
+                else:
+                    answered.append(result)
+                    counts[result.status] += 1
+                if problem is not None and halt is None:
+                    halt = problem
+                if halt is None:
+                    halt = self._ask_keep_going()
+        unsent += [key for key, _, _ in waiting]       # never attempted: the run stopped
         message = self._summary(counts, len(unsent), batch_id)
         self.book.finish_batch(batch_id, unsent, "in_doubt" if counts["in_doubt"] else "answered",
                                halt[1] if halt else "")
@@ -100,15 +119,6 @@ class OneByOneSender(LeadSender):
         if halt is not None:
             return self._stop(*halt)
         return True
-
-    def _one(self, key: str, fields: Mapping[str, str], stop: threading.Event) -> Answer | None:
-        """Send one lead (in a worker thread). None: not attempted, the run is stopping."""
-        if stop.is_set():
-            return None
-        answer = self._call(key, fields)
-        if answer[1] is not None:
-            stop.set()        # at once, so no other worker starts a lead meanwhile
-        return answer
 
     def _call(self, key: str, fields: Mapping[str, str]) -> Answer:
         try:

@@ -171,4 +171,9 @@ class RecordedLead(NamedTuple):
     key: str
     list_id: str
     digest: str
-    status: str                                      # pending | sent | rejected | in_doubt
+    status: str                                      # as in reconciler.state.leads
+
+
+# A lead whose outcome on the dialer is unknown: a request carrying it may have reached the
+# dialer, and no answer was recorded. Never resent until a look-up or an operator settles it.
+UNCERTAIN_LEAD_STATUSES = frozenset({"pending", "sending", "in_doubt"})

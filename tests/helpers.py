@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from reconciler.sandbox import API_PATH, VICIDIAL_API_PATH, SandboxDialer
 from reconciler.sandbox.wire import Answer, Incoming, parse_params
 from reconciler.settings import CrmSettings, DialerSettings, GuardSettings, Settings, StateSettings
 from reconciler.spec import load_spec
+from reconciler.state.schema import lead_batches, shadow_leads
 from reconciler.state.store import StateStore
 
 REPO = Path(__file__).resolve().parents[1]
@@ -107,3 +109,13 @@ class HookedSandbox(SandboxDialer):
                 finally:
                     self.fired.set()
         return answer
+
+
+def backdate_lead_sends(engine: sa.Engine, seconds: float = 3600) -> datetime:
+    """Make every lead batch and lead of the state look last sent `seconds` ago (past the time a
+    late request could still land), without waiting. Returns that time."""
+    when = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=seconds)
+    with engine.begin() as conn:
+        conn.execute(sa.update(lead_batches).values(created_at=when))
+        conn.execute(sa.update(shadow_leads).values(updated_at=when))
+    return when

@@ -246,7 +246,7 @@ def test_an_in_doubt_batch_is_listed_and_resolved_from_the_cli(
         assert (batch["list_id"], batch["lead_count"]) == ("1101", 3)
         assert setup.run("apply", "--yes") == 0             # never resent on its own
         assert setup.functions().count("add_multi_lead") == 1
-        assert setup.run("leads", "resolve", batch["batch_id"], "--not-sent") == 0
+        assert setup.run("leads", "resolve", batch["batch_id"], "--not-sent", "--force") == 0
         assert "3 lead(s) forgotten" in capsys.readouterr().out
         assert setup.run("leads", "in-doubt") == 0
         assert "No lead batch is in doubt." in capsys.readouterr().out

@@ -169,6 +169,9 @@ def test_a_process_whose_lease_was_taken_over_sends_nothing_more(
                 trigger = sandbox.snapshot()["calls"][sandbox.calls_at_fire - 1]
                 in_flight = batch_keys(state_url, trigger["params"]["vendor_lead_code"])
                 assert {c["params"]["vendor_lead_code"] for c in writes} <= in_flight
+                # ...and of those only leads already marked `sending`, never a queued one:
+                # with one lead in flight at a time (the one answering now), none at all.
+                assert writes == []
             else:
                 # Nothing reached the dialer once the lease was another's.
                 assert writes == []

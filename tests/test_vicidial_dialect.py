@@ -25,7 +25,14 @@ from reconciler.plan import AddLeads, SettleLeads, UpdateList, UpdateUser, from_
 from reconciler.render import render_plan
 from reconciler.sandbox import SandboxDialer, SandboxTransport
 from reconciler.state.leads import LeadBook
-from tests.helpers import EXAMPLE_SPEC, agent, crm_execute, engine_context, make_crm
+from tests.helpers import (
+    EXAMPLE_SPEC,
+    agent,
+    backdate_lead_sends,
+    crm_execute,
+    engine_context,
+    make_crm,
+)
 
 LISTS = [
     {"id": "1101", "name": "Spring Renewals", "campaign": "TESTCAMP", "is_active": 1},
@@ -143,7 +150,7 @@ def test_an_in_doubt_lead_is_settled_by_a_look_up(
         _, report = run(ctx)
         assert report.outcome == "failed" and "unavailable" in report.message
         (doubtful,) = LeadBook(ctx.store).in_doubt_batches()
-        time.sleep(0.01)                             # past twice the (tiny) read timeout
+        backdate_lead_sends(state_engine)            # past the time it could still land
         gathered = gather_and_plan(ctx)
         (settle,) = [op for op in gathered.plan.ops if isinstance(op, SettleLeads)]
         landed = fault == "drop"
@@ -168,7 +175,7 @@ def test_a_lead_whose_row_changed_stays_in_doubt(
     with engine_context(vicidial, sqlite_state, crm, tmp_path, **VICIDIAL) as ctx:
         run(ctx)
         crm_execute(crm, "UPDATE crm_leads SET phone = '5550009999'")
-        time.sleep(0.01)
+        backdate_lead_sends(sqlite_state)
         plan = gather_and_plan(ctx).plan
         assert not plan.has_changes and ("1101", "in_doubt", 1) in plan.lead_counts
     assert len(calls(vicidial, "add_lead")) == 1 and not calls(vicidial, "lead_all_info")

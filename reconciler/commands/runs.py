@@ -10,6 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from reconciler import leadsettle
 from reconciler import plan as plan_data
 from reconciler.commands.common import (
     EXIT_CHANGES,
@@ -95,7 +96,8 @@ def cmd_apply(args: argparse.Namespace) -> int:
     saved = _read_plan_file(Path(args.planfile)) if args.planfile else None
 
     def planned(ctx: Context) -> tuple[Gathered, plan_data.Plan]:
-        gathered = gather_and_plan(ctx, resync=saved.basis.resync if saved else False)
+        gathered = gather_and_plan(ctx, resync=saved.basis.resync if saved else False,
+                                   settled=leadsettle.saved(saved) if saved else None)
         if saved is None:
             return gathered, gathered.plan
         stale = stale_reasons(saved.basis, gathered.plan.basis)

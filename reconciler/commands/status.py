@@ -122,12 +122,20 @@ def render_status(report: Mapping[str, Any]) -> str:
               for kind, run in report["last_runs"].items()] or ["  none yet"]
     batches = report["in_doubt_batches"]
     lines += ["", f"In-doubt lead batches: {len(batches) or 'none'}"]
-    lines += [f"  batch {b['batch_id'][:8]}  list {b['list_id']}  {b['lead_count']} leads  "
-              f"since {_when(b['created_at'])}  {b['message'] or ''}".rstrip() for b in batches]
+    lines += [f"  batch {b['batch_id'][:8]}  list {b['list_id']}  {b['lead_count']} leads"
+              f"{_doubtful(b)}  since {_when(b['created_at'])}  {b['message'] or ''}".rstrip()
+              for b in batches]
     if batches:
-        lines.append("  Their leads are not sent again until the batches are resolved.")
+        lines.append("  Their leads are not sent again until the batches are resolved; "
+                     "`reconciler leads in-doubt BATCH` lists them.")
     lines += ["", *_rejected_lines(report["rejected"])]
     return "\n".join(lines) + "\n"
+
+
+def _doubtful(batch: Mapping[str, Any]) -> str:
+    """How many of a batch's leads are in doubt, when not all (leads sent one by one)."""
+    doubtful = batch.get("doubtful_leads", 0)
+    return f" ({doubtful} in doubt)" if 0 < doubtful < batch["lead_count"] else ""
 
 
 def _rejected_lines(rejected: Mapping[str, Any]) -> list[str]:

@@ -3,8 +3,15 @@
 A batch's intent (its id and lead keys, status `pending`) is committed before it is sent; each
 lead's outcome after the answer. A batch whose answer never came is `in_doubt` and is never
 resent automatically: `reconciler leads resolve` settles it, or, with a dialer that can look
-leads up, a look-up does (`doubtful_leads`, `settle_by_lookup`). A dialer that takes leads one
-by one gets a batch's intent committed at once too, then each lead's outcome as it comes.
+leads up, a look-up does (`doubtful_leads`, `settle_by_lookup`).
+
+A dialer that takes leads one by one gets each lead's progress recorded instead: at intent the
+batch's leads are `queued` (never sent: safe to send), each is `sending` from just before its
+request, and has its outcome just after. A process that dies leaves in doubt only the few leads
+it had on their way; its queued leads are planned again.
+
+Lead statuses: queued, pending (its batch may have been sent), sending, sent, rejected,
+in_doubt.
 """
 
 from __future__ import annotations
@@ -12,17 +19,30 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 
 from reconciler.errors import StateError
 from reconciler.keyorder import binary_key_order, stream_rows
-from reconciler.model import RecordedLead
-from reconciler.state import db
+from reconciler.model import UNCERTAIN_LEAD_STATUSES, RecordedLead
+from reconciler.state import db, queries
 from reconciler.state.schema import lead_batches, shadow_leads
 from reconciler.state.store import StateStore, StepWriter, now
+
+QUEUED, SENDING = "queued", "sending"
+UNCERTAIN = tuple(sorted(UNCERTAIN_LEAD_STATUSES))
+AMBIGUOUS_SHOWN = 10          # batch ids named when a short id matches several
+
+
+class ResolvedTooEarly(StateError):
+    """"Not sent" said while a request still on its way could land on the dialer."""
+
+    def __init__(self, batch_id: str, last_sent: datetime, earliest: datetime) -> None:
+        super().__init__(f"lead batch {batch_id} cannot be resolved as not sent before "
+                         f"{earliest:%Y-%m-%d %H:%M:%SZ}")
+        self.batch_id, self.last_sent, self.earliest = batch_id, last_sent, earliest
 
 
 @dataclass(frozen=True)
@@ -31,6 +51,7 @@ class DoubtfulLead:
     list_id: str
     digest: str
     batch_id: str
+    status: str = "in_doubt"
 
 
 @dataclass(frozen=True)
@@ -60,7 +81,7 @@ class LeadBook:
         t = shadow_leads.c
         statement = (
             sa.select(t.lead_key, t.list_id, t.fields_digest, t.status)
-            .where(t.target == self.target)
+            .where(t.target == self.target, t.status != QUEUED)   # never sent: as if absent
             .order_by(binary_key_order(t.lead_key, self.engine.dialect.name, is_text=True))
         )
         try:
@@ -72,8 +93,10 @@ class LeadBook:
             raise db.unavailable(self.engine, exc) from exc
 
     def record_intent(self, run_id: str, list_id: str,
-                      items: Sequence[tuple[str, Any, str]]) -> str:
-        """Commit, before sending, which leads this batch carries. Returns the batch id."""
+                      items: Sequence[tuple[str, Any, str]], status: str = "pending") -> str:
+        """Commit, before sending, which leads this batch carries. Returns the batch id.
+
+        `status`: `pending` for a batch sent whole, `queued` for one sent lead by lead."""
         batch_id = str(uuid.uuid4())
         with self.engine.begin() as conn:
             self.store.fence(conn)          # a process whose lease was taken over stops here
@@ -85,7 +108,7 @@ class LeadBook:
                 shadow_leads.c.target == self.target, shadow_leads.c.lead_key.in_(keys)))
             conn.execute(sa.insert(shadow_leads), [
                 {"target": self.target, "lead_key": key, "list_id": list_id,
-                 "fields_digest": digest, "status": "pending", "batch_id": batch_id,
+                 "fields_digest": digest, "status": status, "batch_id": batch_id,
                  "updated_at": now()}
                 for key, _, digest in items])
             StepWriter(conn, self.target, run_id).bump_version()
@@ -109,36 +132,50 @@ class LeadBook:
             self._settle(conn, batch_id, state, message)
             StepWriter(conn, self.target, "").bump_version()
 
-    def record_lead(self, batch_id: str, result: LeadResult) -> None:
-        """Commit one lead's outcome (leads sent one by one)."""
+    def record_progress(self, batch_id: str, answered: Sequence[LeadResult],
+                        sending: Sequence[str]) -> None:
+        """Leads sent one by one: commit together the outcomes of the leads just answered and
+        `sending` for the leads about to go, so only those can be on their way at a crash."""
+        t = shadow_leads.c
+        mine = sa.and_(t.target == self.target, t.batch_id == batch_id)
         with self.engine.begin() as conn:
-            conn.execute(sa.update(shadow_leads).where(
-                shadow_leads.c.target == self.target, shadow_leads.c.lead_key == result.key,
-                shadow_leads.c.batch_id == batch_id).values(
-                    status=result.status, dialer_lead_id=result.dialer_lead_id,
-                    message=result.message or None, updated_at=now()))
+            if sending:
+                self.store.fence(conn)      # a process whose lease was taken over stops here
+            if answered:
+                conn.execute(
+                    sa.update(shadow_leads).where(mine, t.lead_key == sa.bindparam("key"))
+                    .values(status=sa.bindparam("status"), dialer_lead_id=sa.bindparam("lead_id"),
+                            message=sa.bindparam("why"), updated_at=now()),
+                    [{"key": r.key, "status": r.status, "lead_id": r.dialer_lead_id,
+                      "why": r.message or None} for r in answered])
+            if sending:
+                conn.execute(sa.update(shadow_leads).where(mine, t.lead_key.in_(list(sending)))
+                             .values(status=SENDING, updated_at=now()))
             StepWriter(conn, self.target, "").bump_version()
 
     def finish_batch(self, batch_id: str, unsent: Sequence[str], state: str,
                      message: str = "") -> None:
-        """Close a batch sent lead by lead: its leads never attempted are forgotten (planned
-        again next run); the batch is `state` (answered, or in_doubt when a lead is)."""
+        """Close a batch sent lead by lead: its leads that never reached the dialer are
+        forgotten (planned again next run); the batch is `state` (answered, or in_doubt when a
+        lead is)."""
+        t = shadow_leads.c
         with self.engine.begin() as conn:
             if unsent:
                 conn.execute(sa.delete(shadow_leads).where(
-                    shadow_leads.c.batch_id == batch_id, shadow_leads.c.status == "pending",
-                    shadow_leads.c.lead_key.in_(list(unsent))))
+                    t.batch_id == batch_id, t.status.in_((QUEUED, SENDING)),
+                    t.lead_key.in_(list(unsent))))
             self._settle(conn, batch_id, state, message)
             StepWriter(conn, self.target, "").bump_version()
 
-    def doubtful_leads(self, settled_before: datetime) -> list[DoubtfulLead]:
-        """Leads in doubt since before `settled_before`, from batches a finished run settled."""
+    def doubtful_leads(self, sent_before: datetime) -> list[DoubtfulLead]:
+        """Leads in doubt whose last request started before `sent_before`: answers lost, and
+        leads a process that died had on their way (their batch still at `intent`)."""
         t, b = shadow_leads.c, lead_batches.c
         statement = (
-            sa.select(t.lead_key, t.list_id, t.fields_digest, t.batch_id)
+            sa.select(t.lead_key, t.list_id, t.fields_digest, t.batch_id, t.status)
             .join_from(shadow_leads, lead_batches, t.batch_id == b.batch_id)
-            .where(t.target == self.target, t.status == "in_doubt", b.state == "in_doubt",
-                   t.updated_at <= settled_before)
+            .where(t.target == self.target, t.status.in_(UNCERTAIN),
+                   b.state.in_(("intent", "in_doubt")), t.updated_at <= sent_before)
             .order_by(t.lead_key))
         with self.engine.connect() as conn:
             return [DoubtfulLead(*row) for row in conn.execute(statement)]
@@ -151,7 +188,7 @@ class LeadBook:
         with self.engine.begin() as conn:
             for s in settlements:
                 mine = sa.and_(t.target == self.target, t.lead_key == s.key,
-                               t.batch_id == s.batch_id, t.status == "in_doubt")
+                               t.batch_id == s.batch_id, t.status.in_(UNCERTAIN))
                 if s.dialer_lead_id is not None:
                     done = conn.execute(sa.update(shadow_leads).where(mine).values(
                         status="sent", dialer_lead_id=s.dialer_lead_id, updated_at=now(),
@@ -161,7 +198,7 @@ class LeadBook:
                 changed += done.rowcount
             for batch_id in sorted({s.batch_id for s in settlements}):
                 left = conn.execute(sa.select(sa.func.count()).where(
-                    t.batch_id == batch_id, t.status.in_(("pending", "in_doubt")))).scalar_one()
+                    t.batch_id == batch_id, t.status.in_((*UNCERTAIN, QUEUED)))).scalar_one()
                 if not left:
                     self._settle(conn, batch_id, "resolved_lookup",
                                  "settled by looking the leads up on the dialer")
@@ -176,31 +213,76 @@ class LeadBook:
             StepWriter(conn, self.target, "").bump_version()
 
     def settle_interrupted(self) -> int:
-        """Batches left at `intent` by a process that died are in doubt. Call under the lease."""
+        """Close the batches a process that died left at `intent`. Call under the lease.
+
+        Leads it may have sent are in doubt, keeping the time of their last request (a look-up
+        or `resolve --not-sent` waits from then); leads it never attempted are forgotten, to be
+        planned again. Returns how many batches are now in doubt."""
+        t = shadow_leads.c
+        in_doubt = 0
         with self.engine.begin() as conn:
             stuck = [row.batch_id for row in conn.execute(
                 sa.select(lead_batches.c.batch_id).where(
                     lead_batches.c.target == self.target, lead_batches.c.state == "intent"))]
             for batch_id in stuck:
-                conn.execute(sa.update(shadow_leads)
-                             .where(shadow_leads.c.batch_id == batch_id,
-                                    shadow_leads.c.status == "pending")
-                             .values(status="in_doubt", updated_at=now()))
-                self._settle(conn, batch_id, "in_doubt",
-                             "interrupted between sending and recording the answer")
-        return len(stuck)
+                conn.execute(sa.delete(shadow_leads).where(t.batch_id == batch_id,
+                                                           t.status == QUEUED))
+                doubtful = conn.execute(
+                    sa.update(shadow_leads)
+                    .where(t.batch_id == batch_id, t.status.in_(UNCERTAIN))
+                    .values(status="in_doubt")).rowcount
+                in_doubt += bool(doubtful)
+                self._settle(conn, batch_id, "in_doubt" if doubtful else "answered",
+                             "interrupted between sending and recording the answer" if doubtful
+                             else "interrupted; its leads not yet sent are planned again")
+        return in_doubt
 
     def in_doubt_batches(self) -> list[dict[str, Any]]:
-        with self.engine.connect() as conn:
-            rows = conn.execute(
-                sa.select(lead_batches).where(
-                    lead_batches.c.target == self.target,
-                    lead_batches.c.state.in_(("intent", "in_doubt")))
-                .order_by(lead_batches.c.created_at)).mappings()
-            return [dict(r) for r in rows]
+        """The batches `status` shows in doubt (see queries.in_doubt_batches)."""
+        return queries.in_doubt_batches(self.engine, self.target)
 
-    def resolve(self, batch_id: str, *, sent: bool) -> int:
-        """An operator checked the dialer: the batch's doubtful leads were sent, or were not."""
+    def find_batch(self, batch_ref: str) -> dict[str, Any]:
+        """A batch by its id, or by a prefix of it only one batch has (as `status` shows)."""
+        b = lead_batches.c
+        with self.engine.connect() as conn:
+            found = [_aware(r) for r in conn.execute(
+                sa.select(lead_batches)
+                .where(b.target == self.target, b.batch_id.startswith(batch_ref, autoescape=True))
+                .order_by(b.batch_id).limit(AMBIGUOUS_SHOWN + 1)).mappings()]
+        exact = [r for r in found if r["batch_id"] == batch_ref]
+        if exact:
+            return exact[0]
+        if not found or not batch_ref:
+            raise StateError(f"no lead batch {batch_ref!r} for target {self.target!r}; "
+                             f"`reconciler leads in-doubt` lists those in doubt")
+        if len(found) > 1:
+            names = ", ".join(r["batch_id"] for r in found[:AMBIGUOUS_SHOWN])
+            more = " and more" if len(found) > AMBIGUOUS_SHOWN else ""
+            raise StateError(f"lead batch id {batch_ref!r} is ambiguous: it may be {names}"
+                             f"{more}; give more of it")
+        return found[0]
+
+    def last_sent_at(self, batch_id: str) -> datetime:
+        with self.engine.connect() as conn:
+            return queries.last_sent_at(conn, batch_id)
+
+    def batch_leads(self, batch_id: str) -> list[DoubtfulLead]:
+        """The leads of a batch whose outcome is unknown, in key order."""
+        t = shadow_leads.c
+        statement = (sa.select(t.lead_key, t.list_id, t.fields_digest, t.batch_id, t.status)
+                     .where(t.target == self.target, t.batch_id == batch_id,
+                            t.status.in_(UNCERTAIN))
+                     .order_by(t.lead_key))
+        with self.engine.connect() as conn:
+            return [DoubtfulLead(*row) for row in conn.execute(statement)]
+
+    def resolve(self, batch_id: str, *, sent: bool,
+                landing_window: timedelta | None = None) -> int:
+        """An operator checked the dialer: the batch's doubtful leads were sent, or were not.
+
+        With `landing_window`, "not sent" is refused (ResolvedTooEarly) while a request that
+        may have carried one of them could still land: until that long after it started."""
+        t = shadow_leads.c
         with self.engine.begin() as conn:
             batch = conn.execute(sa.select(lead_batches).where(
                 lead_batches.c.batch_id == batch_id,
@@ -209,8 +291,12 @@ class LeadBook:
                 raise StateError(f"no lead batch {batch_id} for target {self.target!r}")
             if batch["state"] not in ("intent", "in_doubt"):
                 raise StateError(f"lead batch {batch_id} is {batch['state']}, not in doubt")
-            doubtful = sa.and_(shadow_leads.c.batch_id == batch_id,
-                               shadow_leads.c.status.in_(("pending", "in_doubt")))
+            if not sent and landing_window is not None:
+                _refuse_early(batch_id, queries.last_sent_at(conn, batch_id), landing_window)
+            # Leads queued and never attempted were not sent, whatever the verdict.
+            never_sent = conn.execute(sa.delete(shadow_leads).where(
+                t.batch_id == batch_id, t.status == QUEUED)).rowcount
+            doubtful = sa.and_(t.batch_id == batch_id, t.status.in_(UNCERTAIN))
             if sent:
                 changed = conn.execute(sa.update(shadow_leads).where(doubtful).values(
                     status="sent", message="confirmed sent by an operator", updated_at=now()))
@@ -219,8 +305,17 @@ class LeadBook:
             self._settle(conn, batch_id, "resolved_sent" if sent else "resolved_not_sent",
                          "resolved by an operator")
             StepWriter(conn, self.target, batch["run_id"] or "").bump_version()
-            return int(changed.rowcount)
+            return int(changed.rowcount) + (0 if sent else int(never_sent))
 
     def _settle(self, conn: sa.Connection, batch_id: str, state: str, message: str) -> None:
         conn.execute(sa.update(lead_batches).where(lead_batches.c.batch_id == batch_id)
                      .values(state=state, settled_at=now(), message=message or None))
+
+
+def _aware(row: sa.RowMapping) -> dict[str, Any]:
+    return {str(k): queries.as_utc(v) if isinstance(v, datetime) else v for k, v in row.items()}
+
+
+def _refuse_early(batch_id: str, last_sent: datetime, window: timedelta) -> None:
+    if datetime.now(UTC) < last_sent + window:
+        raise ResolvedTooEarly(batch_id, last_sent, last_sent + window)

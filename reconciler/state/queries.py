@@ -13,12 +13,14 @@ from typing import Any
 import sqlalchemy as sa
 
 from reconciler.errors import ReconcilerError
+from reconciler.model import UNCERTAIN_LEAD_STATUSES
 from reconciler.state.schema import lead_batches, leases, run_steps, runs, shadow_leads
 
 # Runs that only looked: they change nothing on the dialer.
 PREVIEW_KINDS = ("plan", "resync-plan")
 # Outcomes of a run that did its work (rows may have been rejected on the way).
 SUCCESS_OUTCOMES = ("ok", "partial")
+INTERRUPTED = "interrupted: the process sending it stopped before recording the answer"
 
 
 def lease_name(target: str) -> str:
@@ -109,12 +111,62 @@ def last_success(engine: sa.Engine, target: str) -> datetime | None:
 
 
 def in_doubt_batches(engine: sa.Engine, target: str) -> list[dict[str, Any]]:
-    """add_multi_lead batches whose answer never came: an operator must say what happened."""
-    query = (sa.select(lead_batches)
-             .where(lead_batches.c.target == target, lead_batches.c.state == "in_doubt")
-             .order_by(lead_batches.c.created_at))
+    """Lead batches whose outcome on the dialer is unknown, oldest first: `status`,
+    `leads in-doubt` and /metrics all count these.
+
+    They are the batches whose answer was lost (`in_doubt`), and those a process left at
+    `intent` when it died with leads on their way, once no process holds the write lease (until
+    then, one may be sending them). Each comes with `doubtful_leads` (how many of its leads are
+    unknown) and `last_sent_at` (when a request may last have carried one of them).
+    """
+    t, b = shadow_leads.c, lead_batches.c
+    open_batch = sa.and_(b.target == target, b.state.in_(("intent", "in_doubt")))
+    # Counted through the few open batches (and the batch_id index), not over every lead.
+    doubtful = (sa.select(t.batch_id, sa.func.count().label("doubtful_leads"),
+                          sa.func.max(t.updated_at).label("last_lead_at"))
+                .join_from(lead_batches, shadow_leads, t.batch_id == b.batch_id)
+                .where(open_batch, t.status.in_(UNCERTAIN_LEAD_STATUSES))
+                .group_by(t.batch_id).subquery())
+    query = (sa.select(lead_batches, doubtful.c.doubtful_leads, doubtful.c.last_lead_at)
+             .outerjoin(doubtful, doubtful.c.batch_id == b.batch_id)
+             .where(open_batch).order_by(b.created_at, b.batch_id))
     with engine.connect() as conn:
-        return [_aware(r) for r in conn.execute(query).mappings()]
+        sending_now = _lease_live(conn, target)
+        rows = [_aware(r) for r in conn.execute(query).mappings()]
+    found = []
+    for row in rows:
+        row["doubtful_leads"] = int(row["doubtful_leads"] or 0)
+        last = row.pop("last_lead_at")
+        row["last_sent_at"] = max(row["created_at"], as_utc(last)) if last else row["created_at"]
+        if row["state"] == "intent":
+            if sending_now or not row["doubtful_leads"]:
+                continue
+            row["message"] = row["message"] or INTERRUPTED
+        found.append(row)
+    return found
+
+
+def last_sent_at(conn: sa.Connection, batch_id: str) -> datetime:
+    """When a request may last have carried one of the batch's doubtful leads."""
+    t = shadow_leads.c
+    created = conn.execute(sa.select(lead_batches.c.created_at)
+                           .where(lead_batches.c.batch_id == batch_id)).scalar_one()
+    last = conn.execute(sa.select(sa.func.max(t.updated_at)).where(
+        t.batch_id == batch_id, t.status.in_(UNCERTAIN_LEAD_STATUSES))).scalar()
+    return max(as_utc(created), as_utc(last)) if last is not None else as_utc(created)
+
+
+def _lease_live(conn: sa.Connection, target: str) -> bool:
+    expires = conn.execute(sa.select(leases.c.expires_at)
+                           .where(leases.c.name == lease_name(target))).scalar()
+    return expires is not None and as_utc(expires) > datetime.now(UTC)
+
+
+def as_utc(value: datetime | str) -> datetime:
+    """A time read from the state database, timezone-aware (UTC) on every backend."""
+    if isinstance(value, str):      # SQLite gives max() of a DateTime column back as text
+        value = datetime.fromisoformat(value)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def rejected_lead_count(engine: sa.Engine, target: str) -> int:

@@ -56,7 +56,7 @@ shadow_leads = sa.Table(
     sa.Column("lead_key", sa.String(255), primary_key=True),
     sa.Column("list_id", sa.String(14), nullable=False),
     sa.Column("fields_digest", sa.String(64), nullable=False),
-    sa.Column("status", sa.String(16), nullable=False),      # pending | sent | rejected | in_doubt
+    sa.Column("status", sa.String(16), nullable=False),      # see reconciler/state/leads.py
     sa.Column("dialer_lead_id", sa.String(32), nullable=True),
     sa.Column("batch_id", sa.String(36), nullable=True, index=True),
     sa.Column("message", sa.Text, nullable=True),
