@@ -6,6 +6,7 @@ Every test runs on SQLite and on PostgreSQL (`database_url`).
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -37,8 +38,8 @@ def test_metadata_lists_the_tables_we_expect() -> None:
     assert set(schema.metadata.tables) == OUR_TABLES
 
 
-def test_head_is_the_baseline() -> None:
-    assert db.head_revision() == "0001_baseline"
+def test_head_is_the_latest_migration() -> None:
+    assert db.head_revision() == "0003_shadow_lead_phone"
 
 
 def test_an_empty_database_is_refused_until_upgraded(engine: sa.Engine) -> None:
@@ -46,12 +47,12 @@ def test_an_empty_database_is_refused_until_upgraded(engine: sa.Engine) -> None:
     with pytest.raises(SchemaOutdated) as caught:
         db.require_current(engine)
     message = str(caught.value)
-    assert message == ("state database is empty, this version needs 0001_baseline: "
+    assert message == ("state database is empty, this version needs 0003_shadow_lead_phone: "
                        "run `reconciler db upgrade`")
     assert "reconciler db upgrade" in message
 
     db.upgrade(engine)
-    assert db.current_revision(engine) == db.head_revision() == "0001_baseline"
+    assert db.current_revision(engine) == db.head_revision() == "0003_shadow_lead_phone"
     db.require_current(engine)                   # does not raise
 
 
@@ -80,7 +81,7 @@ def test_upgrade_downgrade_upgrade_round_trips(engine: sa.Engine) -> None:
 
     db.upgrade(engine)
     assert tables(engine) == OUR_TABLES
-    assert db.current_revision(engine) == "0001_baseline"
+    assert db.current_revision(engine) == "0003_shadow_lead_phone"
     # Usable again: the lease table takes a row.
     assert Lease(engine, "apply:default", owner="a").try_acquire()
 
@@ -89,7 +90,28 @@ def test_upgrade_twice_is_harmless(engine: sa.Engine) -> None:
     db.upgrade(engine)
     db.upgrade(engine)
     assert tables(engine) == OUR_TABLES
-    assert db.current_revision(engine) == "0001_baseline"
+    assert db.current_revision(engine) == "0003_shadow_lead_phone"
+
+
+def test_upgrade_keeps_leads_recorded_before_phones_were_kept(engine: sa.Engine) -> None:
+    """shadow_leads gains `phone` in place: the rows stay, with NULL (filled in by an apply)."""
+    db.upgrade(engine, "0001_baseline")
+    with engine.begin() as conn:
+        conn.execute(sa.text(
+            "INSERT INTO shadow_leads (target, lead_key, list_id, fields_digest, status, "
+            "updated_at) VALUES ('default', '500', '1101', 'abc', 'sent', :at)"),
+            {"at": datetime.now(UTC)})
+    db.upgrade(engine)
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text("SELECT lead_key, status, phone FROM shadow_leads")).all()
+    assert [tuple(r) for r in rows] == [("500", "sent", None)]
+    assert "ix_shadow_leads_target_phone_list_id" in {
+        ix["name"] for ix in sa.inspect(engine).get_indexes("shadow_leads")}
+    db.downgrade(engine, "0001_baseline")
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT lead_key FROM shadow_leads")).scalars().all() == [
+            "500"]
+    assert "phone" not in {c["name"] for c in sa.inspect(engine).get_columns("shadow_leads")}
 
 
 def test_the_migrations_match_schema_metadata(engine: sa.Engine) -> None:
@@ -142,8 +164,8 @@ url = "{database_url}"
         assert main(["--config", str(config), "--log-format", "json", "db", *args]) == 0
         return capsys.readouterr().out
 
-    assert run("current") == "empty (behind 0001_baseline: run `reconciler db upgrade`)\n"
-    assert run("upgrade") == "state database at 0001_baseline\n"
-    assert run("current") == "0001_baseline (current)\n"
+    assert run("current") == "empty (behind 0003_shadow_lead_phone: run `reconciler db upgrade`)\n"
+    assert run("upgrade") == "state database at 0003_shadow_lead_phone\n"
+    assert run("current") == "0003_shadow_lead_phone (current)\n"
     assert run("downgrade", "base") == "state database at base (empty)\n"
     assert run("current").startswith("empty (behind")

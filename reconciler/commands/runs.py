@@ -16,6 +16,7 @@ from reconciler.engine import (
     Gathered,
     apply_plan,
     check_applicable,
+    fill_in_lead_phones,
     gather_and_plan,
     record_plan_run,
     stale_reasons,
@@ -83,6 +84,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
     settings = load(args)
     saved = _read_plan_file(Path(args.planfile)) if args.planfile else None
     with open_context(settings) as ctx, write_lease(ctx.store, args.lock_wait) as lease:
+        fill_in_lead_phones(ctx)
         gathered = gather_and_plan(ctx, resync=saved.basis.resync if saved else False)
         plan = gathered.plan
         if saved is not None:
@@ -103,6 +105,7 @@ def cmd_resync(args: argparse.Namespace) -> int:
             _print_plan(args, gathered.plan)
             return 1 if gathered.plan.unavailable else EXIT_OK
         with write_lease(ctx.store, args.lock_wait) as lease:
+            fill_in_lead_phones(ctx)
             gathered = gather_and_plan(ctx, resync=True)
             return _confirm_and_apply(ctx, args, gathered, gathered.plan, lease, kind="resync")
 

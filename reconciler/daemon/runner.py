@@ -25,7 +25,7 @@ from reconciler.daemon.heartbeat import Heartbeat
 from reconciler.daemon.metrics import Stats
 from reconciler.daemon.outage import OUTAGE_KNOWN, Backoff, OutageWatch, one_line
 from reconciler.daemon.settings import RESOURCES, DaemonSettings
-from reconciler.engine import Context, apply_plan, gather_and_plan
+from reconciler.engine import Context, apply_plan, fill_in_lead_phones, gather_and_plan
 from reconciler.errors import DialerUnavailable, StateError
 from reconciler.plan import GuardBreach
 from reconciler.spec import Spec
@@ -144,6 +144,7 @@ class Runner:
         ctx = self.ctx if resources is None else replace(
             self.ctx, spec=restrict_spec(self.ctx.spec, resources))
         try:
+            fill_in_lead_phones(ctx)
             gathered = gather_and_plan(ctx)
         except CrmUnavailable as exc:
             return self._unavailable(kind, "crm", f"CRM unavailable: {exc}")
