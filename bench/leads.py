@@ -58,7 +58,7 @@ def build_state(workdir: Path, target: str) -> None:
     """Record every CRM lead as sent, with the digest a plan computes: a no-change plan."""
     import sqlalchemy as sa
 
-    from reconciler.crm_leads import stream_leads
+    from reconciler.crm_leads import LeadMapper, stream_leads
     from reconciler.spec import load_spec
     from reconciler.state import db
 
@@ -70,11 +70,12 @@ def build_state(workdir: Path, target: str) -> None:
     resource = load_spec(workdir / "spec.toml").leads
     assert resource is not None
     crm = sa.create_engine(f"sqlite:///{workdir / 'crm.db'}")
-    shadow = ((target, lead.key, lead.list_id, lead.digest, "sent", "2026-01-01")
-              for lead in stream_leads(crm, resource))
+    mapper = LeadMapper(resource)
+    shadow = ((target, lead.key, lead.list_id, lead.digest, "sent", mapper.phone(lead.row),
+               "2026-01-01") for lead in stream_leads(crm, resource, mapper))
     state = sqlite3.connect(workdir / "state.db")
     state.executemany("INSERT INTO shadow_leads (target, lead_key, list_id, fields_digest, status, "
-                      "updated_at) VALUES (?, ?, ?, ?, ?, ?)", shadow)
+                      "phone, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)", shadow)
     state.executemany("INSERT INTO shadow_lists (target, list_id, fields, origin, updated_at) "
                       "VALUES (?, ?, '{}', 'created', '2026-01-01')",
                       [(target, x) for x in LISTS])

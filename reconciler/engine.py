@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field, replace
 import sqlalchemy as sa
 import structlog
 
-from reconciler import leadflow, leadsettle, planner
+from reconciler import leadflow, leadphones, leadsettle, planner
 from reconciler.crm import CrmUnavailable, read_desired
 from reconciler.crm_leads import lead_list_ids
 from reconciler.dialect import ELISION, Dialect
@@ -24,7 +24,7 @@ from reconciler.executor import Executor, RunReport
 from reconciler.leadplan import LeadContext
 from reconciler.model import Desired, Observed, Recorded
 from reconciler.observe import observe
-from reconciler.plan import AddLeads, Basis, Plan, sealed
+from reconciler.plan import AddLeads, Basis, Note, Plan, sealed
 from reconciler.settings import Settings
 from reconciler.spec import Spec
 from reconciler.state.leads import LeadBook, LeadSettlement
@@ -85,11 +85,29 @@ def gather_and_plan(ctx: Context, *, resync: bool = False,
             if caps.can_look_up_leads else ()
     if settled:   # recorded by apply before any lead is sent (a settle_leads op)
         plan = replace(plan, ops=(*plan.ops, leadsettle.as_op(settled)))
+    keep_first = ctx.spec.policy.lead_duplicates == "keep_first"
+    unknown = book.unknown_phones() if keep_first else 0
+    if unknown:
+        plan = replace(plan, notes=(*plan.notes, Note(
+            "leads", "state", "phones_unknown",
+            f"{unknown} lead(s) were recorded before their phone was kept: the next apply "
+            f"fills it in from the CRM row when unchanged since export; until then keep_first "
+            f"cannot count them")))
     lead_ctx = leadflow.lead_context(ctx.settings.dialer, ctx.crm, ctx.spec.leads, plan,
-                                     desired, recorded, observed,
-                                     ctx.spec.policy.lead_duplicates == "keep_first", ctx.dialect)
+                                     desired, recorded, observed, keep_first, ctx.dialect, book)
     part = leadflow.plan_leads(leadflow.events(ctx.crm, ctx.spec.leads, book, lead_ctx, settled))
     return Gathered(desired, sealed(leadflow.with_leads(plan, part)), lead_ctx)
+
+
+def fill_in_lead_phones(ctx: Context) -> int:
+    """Record the phone of leads sent before the state kept phones (docs/leads.md).
+
+    A write to the state: call it with the write lease held, before `gather_and_plan`, so the
+    plan counts those leads for keep_first. Returns how many leads it settled; 0 once done.
+    """
+    if ctx.spec.leads is None:
+        return 0
+    return leadphones.fill_in(ctx.crm, ctx.spec.leads, LeadBook(ctx.store))
 
 
 def _observe(ctx: Context, desired: Desired, recorded: Recorded) -> Observed:

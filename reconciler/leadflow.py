@@ -45,7 +45,8 @@ class LeadPart:
 
 def lead_context(settings: DialerSettings, crm: sa.Engine, resource: ResourceSpec, plan: Plan,
                  desired: Desired, recorded: Recorded, observed: Observed,
-                 keep_first_phone: bool, dialect: Dialect = ELISION) -> LeadContext:
+                 keep_first_phone: bool, dialect: Dialect = ELISION,
+                 book: LeadBook | None = None) -> LeadContext:
     planned = {op.list_id for op in plan.ops if isinstance(op, (AddList, AdoptList))}
     usable = set(recorded.lists) | set(observed.lists or {}) | planned
     blockers = {
@@ -57,7 +58,7 @@ def lead_context(settings: DialerSettings, crm: sa.Engine, resource: ResourceSpe
     return LeadContext(frozenset(usable), blockers,
                        batch_limits(settings, dialect.capabilities.sends_leads_one_by_one),
                        mapper.fields, mapper.phone, dialect.lead_problems, keep_first_phone,
-                       shared)
+                       shared, book.phone_holders if book is not None else None)
 
 
 def batch_limits(settings: DialerSettings, one_by_one: bool = False) -> BatchLimits:

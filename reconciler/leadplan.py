@@ -1,16 +1,17 @@
 """Plan leads: merge the CRM's and the state's key-ordered streams. Pure and bounded in memory.
 
 Both inputs arrive sorted by key (byte order), so one pass decides every lead while holding
-only the open batch of each list, a set of (list, phone) hashes for the duplicate policy, and
-counters. The same generator serves `plan` (which keeps only keys and counts) and `apply`
-(which sends each batch as it is produced), so both always agree.
+only the open batch of each list, the phones several CRM leads of a list share (for the
+duplicate policy), up to `HELD_CHUNK` leads waiting for their phone to be checked against
+what the dialer holds, and counters. The same generator serves `plan` (which keeps only keys
+and counts) and `apply` (which sends each batch as it is produced), so both always agree.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,10 +24,15 @@ from reconciler.plan import Reject
 SENT, IN_DOUBT, REJECTED_BEFORE, GONE = "sent", "in_doubt", "rejected_before", "gone"
 CHANGED, MOVED = "changed_after_export", "moved_to_other_list"
 
+HELD_CHUNK = 500        # leads whose phones are checked against the dialer's in one question
+
 LeadCheck = Callable[[Mapping[str, str]], list[tuple[str, str]]]
 # CRM row -> (the lead's fields as sent, fields that could not be read)
 FieldsOf = Callable[[tuple[Any, ...]], tuple[dict[str, str], list[tuple[str, str]]]]
 PhoneOf = Callable[[tuple[Any, ...]], str]
+Pair = tuple[str, str]                  # (list_id, phone as sent)
+# Pairs -> the keys of recorded leads the dialer holds (or may hold) with them, in key order.
+PhoneHolders = Callable[[Collection[Pair]], Mapping[Pair, tuple[str, ...]]]
 
 
 class LeadOrderError(ReconcilerError):
@@ -43,8 +49,10 @@ class LeadContext:
     check: LeadCheck                      # the dialer's field rules for one lead
     keep_first_phone: bool = True
     # keep_first, asked of the CRM: waits for, then gives, (list, phone) -> the key that keeps
-    # it, for phones shared by several leads of a list. None: every phone is tracked instead.
-    shared_phones: Callable[[], Mapping[tuple[str, str], str]] | None = None
+    # it, for phones shared by several leads of a list.
+    shared_phones: Callable[[], Mapping[Pair, str]] | None = None
+    # keep_first, asked of the state: which sent leads already hold a phone in a list.
+    phone_holders: PhoneHolders | None = None
 
 
 @dataclass(frozen=True)
@@ -81,8 +89,8 @@ class _Merge:
     counts: Counter[tuple[str, str]] = field(default_factory=Counter)
     batches: dict[str, OpenBatch] = field(default_factory=dict)
     seq: Counter[str] = field(default_factory=Counter)
-    phones: set[int] = field(default_factory=set)
-    shared: Mapping[tuple[str, str], str] | None = None
+    waiting: list[DesiredLead] = field(default_factory=list)   # for `_send_unless_held`
+    shared: Mapping[Pair, str] | None = None
     lists_sharing: frozenset[str] = frozenset()
     digest: hashlib._Hash = field(default_factory=hashlib.sha256)
     pending_digest: list[str] = field(default_factory=list)
@@ -100,7 +108,6 @@ class _Merge:
     def decide(self, lead: DesiredLead, have: RecordedLead | None) -> tuple[LeadEvent, ...]:
         """What to do with one lead. Returns events; usually none (unchanged, already sent)."""
         self.remember(lead)
-        duplicate = self._phone_taken(lead)
         if have is not None:
             status = have.status
             if status == SENT:
@@ -115,27 +122,42 @@ class _Merge:
             if have.digest == lead.digest:
                 self.counts[lead.list_id, REJECTED_BEFORE] += 1  # resent once the CRM fixes it
                 return NOTHING
-        if duplicate:
-            reason = f"duplicate phone in list {lead.list_id}: an earlier lead has it"
-            return (self._reject(lead, "phone_number", reason),)
+        first = self._first_with_phone(lead)
+        if first is not None:
+            return (self._reject(lead, "phone_number", f"duplicate phone in list "
+                                 f"{lead.list_id}: lead {first} has it and comes first"),)
+        if self.ctx.keep_first_phone and self.ctx.phone_holders is not None:
+            self.waiting.append(lead)
+            return tuple(self._send_unless_held()) if len(self.waiting) >= HELD_CHUNK \
+                else NOTHING
         return tuple(self._send(lead))
 
-    def _phone_taken(self, lead: DesiredLead) -> bool:
-        if not self.ctx.keep_first_phone:
-            return False
-        if self.ctx.shared_phones is not None:
-            if self.shared is None:         # first need: only now wait for the CRM's answer
-                self.shared = self.ctx.shared_phones()
-                self.lists_sharing = frozenset(list_id for list_id, _ in self.shared)
-            if lead.list_id not in self.lists_sharing:
-                return False
-            first = self.shared.get((lead.list_id, self.ctx.phone_of(lead.row)))
-            return first is not None and first != lead.key
-        token = hash((lead.list_id, self.ctx.phone_of(lead.row)))
-        if token in self.phones:
-            return True
-        self.phones.add(token)
-        return False
+    def _first_with_phone(self, lead: DesiredLead) -> str | None:
+        """keep_first: the key of the lead that keeps this one's phone, when it is another."""
+        if not self.ctx.keep_first_phone or self.ctx.shared_phones is None:
+            return None
+        if self.shared is None:             # first need: only now wait for the CRM's answer
+            self.shared = self.ctx.shared_phones()
+            self.lists_sharing = frozenset(list_id for list_id, _ in self.shared)
+        if lead.list_id not in self.lists_sharing:
+            return None
+        first = self.shared.get((lead.list_id, self.ctx.phone_of(lead.row)))
+        return first if first != lead.key else None
+
+    def _send_unless_held(self) -> Iterator[LeadEvent]:
+        """keep_first: send the waiting leads, except one whose phone the dialer already holds
+        in its list (a lead sent before, whatever its key, even one gone from the CRM since)."""
+        assert self.ctx.phone_holders is not None
+        waiting, self.waiting = self.waiting, []
+        pairs = [(lead.list_id, self.ctx.phone_of(lead.row)) for lead in waiting]
+        holders = self.ctx.phone_holders({pair for pair in pairs if all(pair)})
+        for lead, pair in zip(waiting, pairs, strict=True):
+            holder = next((key for key in holders.get(pair, ()) if key != lead.key), None)
+            if holder is None:
+                yield from self._send(lead)
+            else:
+                yield self._reject(lead, "phone_number", f"duplicate phone in list "
+                                   f"{lead.list_id}: lead {holder} has it on the dialer already")
 
     def _send(self, lead: DesiredLead) -> Iterator[LeadEvent]:
         blocker = self.ctx.list_blockers.get(lead.list_id)
@@ -173,6 +195,8 @@ class _Merge:
 
     def finish(self) -> Iterator[LeadEvent]:
         self._fold()
+        if self.waiting:
+            yield from self._send_unless_held()
         for list_id in sorted(self.batches):
             yield self._close(list_id)
         yield LeadTotals(dict(self.counts), self.digest.hexdigest())
@@ -186,9 +210,6 @@ def lead_events(
     """One pass over both streams, in key order. Written as one loop: it runs per lead."""
     merge = _Merge(ctx)
     counts = merge.counts
-    # Every phone is remembered only when the shared ones were not known in advance.
-    track_phones = ctx.keep_first_phone and ctx.shared_phones is None
-    phone_of = ctx.phone_of
     records = iter(recorded)
     have = next(records, None)
     rows = iter(desired)
@@ -223,8 +244,6 @@ def lead_events(
             # The common case, inlined: exported before and unchanged since.
             counts[item.list_id, SENT] += 1
             merge.remember(item)
-            if track_phones:
-                merge.phones.add(hash((item.list_id, phone_of(item.row))))
         else:
             yield from merge.decide(item, mine)
     while have is not None:

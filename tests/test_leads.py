@@ -174,7 +174,7 @@ def test_bad_leads_are_rejected_by_row_and_the_rest_go(
         ("90001", "phone_number"): "must be 6-18 digits",
         ("90002", "phone_number"): "must be 6-18 digits",
         ("90003", "list_id"): "list 9999 is neither on the dialer nor in the CRM",
-        ("90004", "phone_number"): "duplicate phone in list 1101: an earlier lead has it",
+        ("90004", "phone_number"): "duplicate phone in list 1101: lead 1 has it and comes first",
         ("5", "list_id"): "list 1105 is rejected in the CRM (list_name must be 6-30 characters)",
     }
     assert set(dialer_leads(sandbox)) == {("1101", "1")}
@@ -222,23 +222,24 @@ def test_a_saved_plan_sends_exactly_the_planned_batches(
 def test_shared_phones_are_found_by_the_database_alike_on_both_backends(
     database_url: str, tmp_path: Path
 ) -> None:
-    from reconciler.crm_leads import shared_phones
+    from reconciler.crm_leads import shared_phones, shared_phones_by_reading
     from reconciler.spec import load_spec
 
     engine = democrm.create_crm(database_url, [], LISTS, [
-        lead(7, phone="+1 (555) 000-0001"), lead(12, phone="1 555 000 0001"),
+        lead(7, phone="+1 (555) 000-0001"), lead(12, phone="1 555\t000\xa00001\r\n"),
         lead(3, "1102", phone="15550000001"), lead(4, phone="5550000099")])
     resource = load_spec(EXAMPLE_SPEC).leads
     assert resource is not None
     # Key order is text order: "12" comes before "7".
     assert shared_phones(engine, resource) == {("1101", "15550000001"): "12"}
+    assert shared_phones_by_reading(engine, resource) == shared_phones(engine, resource)
     engine.dispose()
 
 
-def test_keep_first_works_without_the_database_when_the_phone_is_mapped(
+def test_keep_first_works_when_the_phone_is_mapped(
     sandbox: SandboxDialer, sqlite_state: sa.Engine, tmp_path: Path
 ) -> None:
-    """A default on the phone: the shared phones cannot be asked of the database."""
+    """A default on the phone: reconciler finds the shared phones itself, not the database."""
     spec = tmp_path / "spec.toml"
     spec.write_text(EXAMPLE_SPEC.read_text().replace(
         'phone_number = "phone"', 'phone_number = { column = "phone", default = "5550000000" }'))
@@ -246,6 +247,5 @@ def test_keep_first_works_without_the_database_when_the_phone_is_mapped(
                                               lead(2, phone="5550000042"), lead(3)])
     with engine_context(sandbox, sqlite_state, crm, tmp_path, spec_path=spec) as ctx:
         gathered = gather_and_plan(ctx)
-    assert gathered.leads is not None and gathered.leads.shared_phones is None  # tracked instead
     assert [(r.key, r.field) for r in gathered.plan.rejects] == [("2", "phone_number")]
     assert [op.keys for op in gathered.plan.ops if isinstance(op, AddLeads)] == [("1", "3")]

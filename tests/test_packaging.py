@@ -22,6 +22,7 @@ def test_the_wheel_carries_migrations_example_spec_and_widget(tmp_path: Path) ->
         "reconciler/migrations/env.py",
         "reconciler/migrations/script.py.mako",
         "reconciler/migrations/versions/0001_baseline.py",
+        "reconciler/migrations/versions/0003_shadow_lead_phone.py",
         "reconciler/specs/example.toml",
         "reconciler/widget/crm-bridge.js",
         "reconciler/widget/widget-receiver.js",

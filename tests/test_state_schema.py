@@ -6,6 +6,7 @@ Every test runs on SQLite and on PostgreSQL (`database_url`).
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,7 @@ from reconciler.errors import SchemaOutdated, StateError
 from reconciler.state import db, schema
 from reconciler.state.lease import Lease
 
-HEAD = "0002_lease_fencing_steps"      # the newest migration
+HEAD = "0003_shadow_lead_phone"      # the newest migration
 OUR_TABLES = {"state_targets", "shadow_users", "shadow_lists", "shadow_leads", "lead_batches",
               "runs", "run_steps", "leases"}
 
@@ -95,6 +96,27 @@ def test_upgrade_twice_is_harmless(engine: sa.Engine) -> None:
     db.upgrade(engine)
     assert tables(engine) == OUR_TABLES
     assert db.current_revision(engine) == HEAD
+
+
+def test_upgrade_keeps_leads_recorded_before_phones_were_kept(engine: sa.Engine) -> None:
+    """shadow_leads gains `phone` in place: the rows stay, with NULL (filled in by an apply)."""
+    db.upgrade(engine, "0001_baseline")
+    with engine.begin() as conn:
+        conn.execute(sa.text(
+            "INSERT INTO shadow_leads (target, lead_key, list_id, fields_digest, status, "
+            "updated_at) VALUES ('default', '500', '1101', 'abc', 'sent', :at)"),
+            {"at": datetime.now(UTC)})
+    db.upgrade(engine)
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text("SELECT lead_key, status, phone FROM shadow_leads")).all()
+    assert [tuple(r) for r in rows] == [("500", "sent", None)]
+    assert "ix_shadow_leads_target_phone_list_id" in {
+        ix["name"] for ix in sa.inspect(engine).get_indexes("shadow_leads")}
+    db.downgrade(engine, "0001_baseline")
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT lead_key FROM shadow_leads")).scalars().all() == [
+            "500"]
+    assert "phone" not in {c["name"] for c in sa.inspect(engine).get_columns("shadow_leads")}
 
 
 def test_the_migrations_match_schema_metadata(engine: sa.Engine) -> None:

@@ -26,6 +26,7 @@ from reconciler.engine import (
     Gathered,
     apply_plan,
     check_applicable,
+    fill_in_lead_phones,
     gather_and_plan,
     record_plan_run,
     stale_reasons,
@@ -96,6 +97,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
     saved = _read_plan_file(Path(args.planfile)) if args.planfile else None
 
     def planned(ctx: Context) -> tuple[Gathered, plan_data.Plan]:
+        fill_in_lead_phones(ctx)
         gathered = gather_and_plan(ctx, resync=saved.basis.resync if saved else False,
                                    settled=leadsettle.saved(saved) if saved else None)
         if saved is None:
@@ -119,6 +121,7 @@ def cmd_resync(args: argparse.Namespace) -> int:
             return 1 if gathered.plan.unavailable else EXIT_OK
 
         def planned() -> tuple[Gathered, plan_data.Plan]:
+            fill_in_lead_phones(ctx)
             gathered = gather_and_plan(ctx, resync=True)
             return gathered, gathered.plan
 

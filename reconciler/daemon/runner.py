@@ -24,7 +24,7 @@ from reconciler.daemon.heartbeat import Heartbeat
 from reconciler.daemon.metrics import Stats
 from reconciler.daemon.outage import OUTAGE_KNOWN, Backoff, OutageWatch, one_line
 from reconciler.daemon.settings import RESOURCES, DaemonSettings
-from reconciler.engine import Context, apply_plan, gather_and_plan
+from reconciler.engine import Context, apply_plan, fill_in_lead_phones, gather_and_plan
 from reconciler.errors import DialerUnavailable, LeaseLost, StateError
 from reconciler.plan import GuardBreach
 from reconciler.spec import Spec
@@ -156,6 +156,7 @@ class Runner:
         if resources is not None:
             ctx = replace(ctx, spec=restrict_spec(ctx.spec, resources))
         try:
+            fill_in_lead_phones(ctx)
             gathered = gather_and_plan(ctx)
         except CrmUnavailable as exc:
             return self._unavailable(kind, "crm", f"CRM unavailable: {exc}")

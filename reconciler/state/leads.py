@@ -12,12 +12,17 @@ it had on their way; its queued leads are planned again.
 
 Lead statuses: queued, pending (its batch may have been sent), sending, sent, rejected,
 in_doubt.
+
+Each lead keeps the phone it was sent with (as sent: digits only), so that `keep_first` can ask
+which lead already holds a phone in a list (`phone_holders`). A lead recorded before the phone
+was kept has none (NULL) until `record_phones` fills it in; "" means it is not known.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator, Sequence
+from collections import defaultdict
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -43,6 +48,9 @@ class ResolvedTooEarly(StateError):
         super().__init__(f"lead batch {batch_id} cannot be resolved as not sent before "
                          f"{earliest:%Y-%m-%d %H:%M:%SZ}")
         self.batch_id, self.last_sent, self.earliest = batch_id, last_sent, earliest
+# A lead in these states is on the dialer, or may be: its phone is taken in its list. A queued
+# lead never left (it is planned again), so it holds nothing.
+HOLDS_PHONE = ("sent", "pending", SENDING, "in_doubt")
 
 
 @dataclass(frozen=True)
@@ -109,10 +117,76 @@ class LeadBook:
             conn.execute(sa.insert(shadow_leads), [
                 {"target": self.target, "lead_key": key, "list_id": list_id,
                  "fields_digest": digest, "status": status, "batch_id": batch_id,
-                 "updated_at": now()}
-                for key, _, digest in items])
+                 "phone": fields.get("phone_number"), "updated_at": now()}
+                for key, fields, digest in items])
             StepWriter(conn, self.target, run_id).bump_version()
         return batch_id
+
+    def phone_holders(self, pairs: Collection[tuple[str, str]]
+                      ) -> dict[tuple[str, str], tuple[str, ...]]:
+        """(list, phone) -> the keys of the leads that hold it on the dialer, for each pair asked
+        about that one holds. One indexed query; ask about a few hundred pairs at a time."""
+        if not pairs:
+            return {}
+        t = shadow_leads.c
+        statement = (
+            sa.select(t.list_id, t.phone, t.lead_key)
+            .where(t.target == self.target, t.phone.in_({phone for _, phone in pairs}),
+                   t.list_id.in_({list_id for list_id, _ in pairs}),
+                   t.status.in_(HOLDS_PHONE))
+        )
+        found: defaultdict[tuple[str, str], list[str]] = defaultdict(list)
+        with self.engine.connect() as conn:
+            for list_id, phone, key in conn.execute(statement):
+                if (list_id, phone) in pairs:
+                    found[list_id, phone].append(key)
+        return {pair: tuple(sorted(keys)) for pair, keys in found.items()}
+
+    def unknown_phones(self) -> int:
+        """How many leads on the dialer were recorded before their phone was kept."""
+        t = shadow_leads.c
+        with self.engine.connect() as conn:
+            return int(conn.execute(sa.select(sa.func.count()).where(
+                t.target == self.target, t.phone.is_(None),
+                t.status.in_(HOLDS_PHONE))).scalar_one())
+
+    def stream_unknown_phones(self) -> Iterator[RecordedLead]:
+        """Those leads, in byte order of their key (to merge with the CRM's)."""
+        t = shadow_leads.c
+        statement = (
+            sa.select(t.lead_key, t.list_id, t.fields_digest, t.status)
+            .where(t.target == self.target, t.phone.is_(None), t.status.in_(HOLDS_PHONE))
+            .order_by(binary_key_order(t.lead_key, self.engine.dialect.name, is_text=True))
+        )
+        with self.engine.connect() as conn:
+            for key, list_id, digest, status in stream_rows(conn, statement):
+                yield RecordedLead(key, list_id, digest, status)
+
+    def record_phones(self, phones: Iterable[tuple[str, str]], chunk: int = 5000) -> int:
+        """Fill in (key, phone) for leads recorded without one ("": not known). Returns how
+        many. Committed a chunk at a time; each raises the version (a saved plan is stale)."""
+        t = shadow_leads.c
+        statement = (sa.update(shadow_leads)
+                     .where(t.target == self.target, t.lead_key == sa.bindparam("key"),
+                            t.phone.is_(None))
+                     .values(phone=sa.bindparam("known")))
+        done = 0
+        pending: list[dict[str, str]] = []
+
+        def write() -> None:
+            with self.engine.begin() as conn:
+                conn.execute(statement, pending)
+                StepWriter(conn, self.target, "").bump_version()
+            pending.clear()
+
+        for key, phone in phones:
+            pending.append({"key": key, "known": phone})
+            done += 1
+            if len(pending) >= chunk:
+                write()
+        if pending:
+            write()
+        return done
 
     def record_outcome(self, batch_id: str, results: Sequence[LeadResult], state: str,
                        message: str = "") -> None:

@@ -49,7 +49,8 @@ shadow_lists = sa.Table(
     sa.Column("run_id", sa.String(36), nullable=True),
 )
 
-# Leads: one row per CRM lead key ever exported, with its outcome; never deleted.
+# Leads: one row per CRM lead key ever exported, with its outcome; never deleted. `phone` is the
+# phone it was sent with, for keep_first (NULL: recorded before phones were kept; "": unknown).
 shadow_leads = sa.Table(
     "shadow_leads", metadata,
     sa.Column("target", sa.String(64), primary_key=True),
@@ -61,6 +62,9 @@ shadow_leads = sa.Table(
     sa.Column("batch_id", sa.String(36), nullable=True, index=True),
     sa.Column("message", sa.Text, nullable=True),
     sa.Column("updated_at", Timestamp, nullable=False),
+    sa.Column("phone", sa.String(32), nullable=True),
+    # Which lead holds a phone in a list; phone first, so "phone IS NULL" is found by it too.
+    sa.Index(None, "target", "phone", "list_id"),
 )
 
 lead_batches = sa.Table(

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 import tomllib
 import unicodedata
 from collections.abc import Callable, Iterator, Mapping
@@ -200,7 +201,11 @@ CONTROL = "must not contain control characters"
 YES_NO_RULE = "must be a yes/no value (1/0, true/false, Y/N)"
 TRUE, FALSE = {"1", "y", "yes", "true", "t", "on", "active"}, {"0", "n", "no", "false", "f",
                                                                   "off", "inactive"}
-PHONE_PUNCTUATION = str.maketrans("", "", " +-.()/")
+
+
+def phone_as_sent(text: str) -> str:
+    """docs/leads.md: every space (of any kind, anywhere) and `+-.()/` dropped."""
+    return re.sub(r"[\s+\-.()/]", "", text)
 
 
 def normalised(raw: Any) -> str | None:
@@ -347,9 +352,16 @@ def expect_leads(rows: list[dict[str, Any]], usable: set[str], blocked: set[str]
             expected.rejects.add(("leads", "", "lead_key", "is required"))
             continue
         by_key.setdefault(key, []).append(row)
-    phones: set[tuple[str, str]] = set()
+    # keep_first: the first lead in key order with a list and a phone keeps it, even one
+    # rejected for another reason (its key on several rows, a bad field).
+    phones: dict[tuple[str, str], str] = {}
     for key in sorted(by_key):
         group = by_key[key]
+        for row in group:
+            token = (normalised(row["list_id"]) or "",
+                     phone_as_sent(normalised(row["phone"]) or ""))
+            if all(token):
+                phones.setdefault(token, key)
         if len(group) > 1:
             expected.rejects.add(("leads", key, "lead_key",
                                   f"duplicate key: {len(group)} CRM rows share it"))
@@ -357,13 +369,11 @@ def expect_leads(rows: list[dict[str, Any]], usable: set[str], blocked: set[str]
             continue
         row = group[0]
         list_id = normalised(row["list_id"]) or ""
-        phone = normalised(row["phone"])
-        # A lead with no phone shares none with another: it is refused for lacking one.
-        token = (list_id, phone.translate(PHONE_PUNCTUATION)) if phone else None
+        token = (list_id, phone_as_sent(normalised(row["phone"]) or ""))
         problems: list[tuple[str, str]] = []
-        if token in phones:
-            problems = [("phone_number",
-                         f"duplicate phone in list {list_id}: an earlier lead has it")]
+        if phones.get(token, key) != key:
+            problems = [("phone_number", f"duplicate phone in list {list_id}: lead "
+                                         f"{phones[token]} has it and comes first")]
         elif list_id in blocked:
             expected.blocked_leads[key] = list_id
         elif list_id not in usable:
@@ -374,16 +384,13 @@ def expect_leads(rows: list[dict[str, Any]], usable: set[str], blocked: set[str]
                          "postal_code"):
                 value = normalised(row["phone" if name == "phone_number" else name])
                 if value is not None:
-                    sent[name] = value.translate(PHONE_PUNCTUATION) \
-                        if name == "phone_number" else value
+                    sent[name] = phone_as_sent(value) if name == "phone_number" else value
             problems = [(name, rule) for name, value in sent.items()
                         if (rule := LEAD_RULES[name](value))]
             if "phone_number" not in sent:
                 problems.append(("phone_number", "is required"))
             if not problems:
                 expected.leads[key] = sent
-        if token:
-            phones.add(token)
         for name, rule in problems:
             expected.rejects.add(("leads", key, name, rule))
         if problems or key in expected.blocked_leads:
