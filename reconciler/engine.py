@@ -81,7 +81,8 @@ def gather_and_plan(ctx: Context, *, resync: bool = False) -> Gathered:
         plan = replace(plan, ops=(*plan.ops, leadsettle.as_op(settled)))
     lead_ctx = leadflow.lead_context(ctx.settings.dialer, ctx.crm, ctx.spec.leads, plan,
                                      desired, recorded, observed,
-                                     ctx.spec.policy.lead_duplicates == "keep_first", ctx.dialect)
+                                     ctx.spec.policy.lead_duplicates == "keep_first", ctx.dialect,
+                                     ctx.spec.lead_duplicate_check)
     part = leadflow.plan_leads(leadflow.events(ctx.crm, ctx.spec.leads, book, lead_ctx, settled))
     return Gathered(desired, sealed(leadflow.with_leads(plan, part)), lead_ctx)
 

@@ -11,6 +11,7 @@ import sys
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
+from functools import partial
 
 import sqlalchemy as sa
 
@@ -45,7 +46,8 @@ class LeadPart:
 
 def lead_context(settings: DialerSettings, crm: sa.Engine, resource: ResourceSpec, plan: Plan,
                  desired: Desired, recorded: Recorded, observed: Observed,
-                 keep_first_phone: bool, dialect: Dialect = ELISION) -> LeadContext:
+                 keep_first_phone: bool, dialect: Dialect = ELISION,
+                 duplicate_check: tuple[str, ...] = ()) -> LeadContext:
     planned = {op.list_id for op in plan.ops if isinstance(op, (AddList, AdoptList))}
     usable = set(recorded.lists) | set(observed.lists or {}) | planned
     blockers = {
@@ -56,7 +58,9 @@ def lead_context(settings: DialerSettings, crm: sa.Engine, resource: ResourceSpe
     shared = shared_phones_later(crm, resource) if keep_first_phone else None
     return LeadContext(frozenset(usable), blockers,
                        batch_limits(settings, dialect.capabilities.sends_leads_one_by_one),
-                       mapper.fields, mapper.phone, dialect.lead_problems, keep_first_phone,
+                       mapper.fields, mapper.phone,
+                       partial(dialect.lead_problems, duplicate_check=duplicate_check),
+                       keep_first_phone,
                        shared)
 
 
