@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field, replace
 import sqlalchemy as sa
 import structlog
 
-from reconciler import leadflow, leadsettle, planner
+from reconciler import backoff, leadflow, leadsettle, planner
 from reconciler.crm import read_desired
 from reconciler.crm_leads import lead_list_ids
 from reconciler.dialect import ELISION, Dialect
@@ -131,6 +131,7 @@ def apply_plan(
     """Apply `plan` (default: the gathered one). Call with the write lease held."""
     plan = plan or gathered.plan
     check_applicable(plan, force=force)
+    forget_settled_refusals(ctx, plan)
     book = LeadBook(ctx.store)
     interrupted = book.settle_interrupted()
     if interrupted:
@@ -158,6 +159,12 @@ def apply_plan(
         ctx.store.finish_run(run_id, report.outcome, report.counts, report.message)
         log.info("run_finished", kind=kind, outcome=report.outcome, **report.counts)
     return report
+
+
+def forget_settled_refusals(ctx: Context, plan: Plan) -> None:
+    """Before applying: forget the dialer's refusals this plan neither holds back nor sends."""
+    recorded = ctx.store.load_recorded().rejections
+    ctx.store.forget_rejections(backoff.settled(recorded, plan, ctx.spec.policy))
 
 
 def record_plan_run(ctx: Context, plan: Plan, kind: str = "plan") -> str:

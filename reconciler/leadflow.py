@@ -27,7 +27,7 @@ from reconciler.leadplan import lead_events as merge_leads
 from reconciler.leadsettle import as_recorded
 from reconciler.leadsingle import OneByOneSender
 from reconciler.model import Desired, Observed, Recorded
-from reconciler.plan import AddLeads, AddList, AdoptList, Note, Plan, Reject
+from reconciler.plan import REJECTED_EARLIER, AddLeads, AddList, AdoptList, Note, Plan, Reject
 from reconciler.settings import DialerSettings
 from reconciler.spec import ResourceSpec
 from reconciler.state.leads import LeadBook, LeadSettlement
@@ -54,6 +54,10 @@ def lead_context(settings: DialerSettings, crm: sa.Engine, resource: ResourceSpe
         r.key: f"list {r.key} is rejected in the CRM ({r.field} {r.rule})"
         for r in desired.rejections if r.resource == "lists" and r.key and r.key not in usable
     }
+    blockers.update({   # its add_list is held back: the dialer refused it before
+        n.key: f"list {n.key} was rejected by the dialer earlier"
+        for n in plan.notes if n.resource == "lists" and n.topic == REJECTED_EARLIER
+        and n.key not in usable})
     mapper = LeadMapper(resource)
     shared = shared_phones_later(crm, resource) if keep_first_phone else None
     return LeadContext(frozenset(usable), blockers,

@@ -19,7 +19,8 @@ from reconciler.state import db, schema
 from reconciler.state.lease import Lease
 
 OUR_TABLES = {"state_targets", "shadow_users", "shadow_lists", "shadow_leads", "lead_batches",
-              "runs", "run_steps", "leases"}
+              "runs", "run_steps", "leases", "dialer_rejections"}
+HEAD = "0004_rejection_backoff"
 
 
 @pytest.fixture
@@ -38,7 +39,7 @@ def test_metadata_lists_the_tables_we_expect() -> None:
 
 
 def test_head_is_the_baseline() -> None:
-    assert db.head_revision() == "0001_baseline"
+    assert db.head_revision() == HEAD
 
 
 def test_an_empty_database_is_refused_until_upgraded(engine: sa.Engine) -> None:
@@ -46,12 +47,12 @@ def test_an_empty_database_is_refused_until_upgraded(engine: sa.Engine) -> None:
     with pytest.raises(SchemaOutdated) as caught:
         db.require_current(engine)
     message = str(caught.value)
-    assert message == ("state database is empty, this version needs 0001_baseline: "
+    assert message == (f"state database is empty, this version needs {HEAD}: "
                        "run `reconciler db upgrade`")
     assert "reconciler db upgrade" in message
 
     db.upgrade(engine)
-    assert db.current_revision(engine) == db.head_revision() == "0001_baseline"
+    assert db.current_revision(engine) == db.head_revision() == HEAD
     db.require_current(engine)                   # does not raise
 
 
@@ -80,7 +81,7 @@ def test_upgrade_downgrade_upgrade_round_trips(engine: sa.Engine) -> None:
 
     db.upgrade(engine)
     assert tables(engine) == OUR_TABLES
-    assert db.current_revision(engine) == "0001_baseline"
+    assert db.current_revision(engine) == HEAD
     # Usable again: the lease table takes a row.
     assert Lease(engine, "apply:default", owner="a").try_acquire()
 
@@ -89,7 +90,29 @@ def test_upgrade_twice_is_harmless(engine: sa.Engine) -> None:
     db.upgrade(engine)
     db.upgrade(engine)
     assert tables(engine) == OUR_TABLES
-    assert db.current_revision(engine) == "0001_baseline"
+    assert db.current_revision(engine) == HEAD
+
+
+def test_a_baseline_database_upgrades_in_place_to_hold_dialer_rejections(
+    engine: sa.Engine
+) -> None:
+    from reconciler.state.store import StateStore
+
+    db.upgrade(engine, "0001_baseline")
+    store = StateStore(engine, "default")
+    run_id = store.start_run("apply")
+    store.commit_step(run_id, 1, "add_user", "1000", "created", "", 1,
+                      lambda w: w.save_user("1000", {"active": "Y"}, {}))
+    db.upgrade(engine)
+    assert db.current_revision(engine) == HEAD and tables(engine) == OUR_TABLES
+    assert set(store.load_recorded().users) == {"1000"}        # kept
+    store.commit_step(run_id, 2, "add_user", "1001", "rejected", "no such group", 1,
+                      lambda w: w.record_rejection("users", "1001", "add_user", "d" * 64,
+                                                   "no such group"))
+    held = store.load_recorded().rejections
+    assert held["users", "1001"].message == "no such group"
+    db.downgrade(engine, "0001_baseline")
+    assert "dialer_rejections" not in tables(engine)
 
 
 def test_the_migrations_match_schema_metadata(engine: sa.Engine) -> None:
@@ -142,8 +165,8 @@ url = "{database_url}"
         assert main(["--config", str(config), "--log-format", "json", "db", *args]) == 0
         return capsys.readouterr().out
 
-    assert run("current") == "empty (behind 0001_baseline: run `reconciler db upgrade`)\n"
-    assert run("upgrade") == "state database at 0001_baseline\n"
-    assert run("current") == "0001_baseline (current)\n"
+    assert run("current") == f"empty (behind {HEAD}: run `reconciler db upgrade`)\n"
+    assert run("upgrade") == f"state database at {HEAD}\n"
+    assert run("current") == f"{HEAD} (current)\n"
     assert run("downgrade", "base") == "state database at base (empty)\n"
     assert run("current").startswith("empty (behind")
