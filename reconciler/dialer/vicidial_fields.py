@@ -23,7 +23,7 @@ a lead's columns inside `"..."` (the INSERT into vicidial_list), but first_name 
 inside `'...'` in the DUPNAMEPHONE look-ups, title and alt_phone in the DUPTITLEALTPHONE ones. A
 value still holding that quote, or a backslash (MySQL's escape), breaks the statement: PHP dies
 and the API answers an empty HTTP 500 (an apostrophe in a user's email, `O'Brien` checked with
-DUPNAMEPHONELIST, a `"` in a lead's comments). Such a value is rejected, whatever the field.
+DUPNAMEPHONELIST, a `"` in a lead's comments). Such a value is rejected.
 """
 
 from __future__ import annotations
