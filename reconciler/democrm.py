@@ -1,7 +1,8 @@
 """A small sample CRM (SQLite) that fits specs/example.toml: the demo's and the tests' CRM.
 
 Some rows are bad on purpose, as real CRMs have: the plan rejects them by field and rule, and
-one names a team the dialer does not have, so the dialer itself refuses it.
+one names a team the dialer does not have, so the dialer itself refuses it (and later plans hold
+it back until the row changes).
 """
 
 from __future__ import annotations

@@ -39,6 +39,15 @@ from reconciler.settings import DialerSettings
 
 # function, field, value -> the rule it breaks, or None
 Check = Callable[[str, str, object], str | None]
+
+
+class InputCheck(Protocol):
+    """A dialect's own judgement of one value; add_lead's duplicate_check options may matter."""
+
+    def __call__(self, function: str, field: str, value: object, /, *,
+                 duplicate_check: Sequence[str] = ()) -> str | None: ...
+
+
 # function, field, value -> what the dialer stores
 Stored = Callable[[str, str, str], str]
 ClientFactory = Callable[[DialerSettings, httpx.BaseTransport | None], DialerClient]
@@ -90,7 +99,7 @@ class Dialect:
     name: str
     capabilities: Capabilities
     make_client: ClientFactory
-    input_problems: Check | None = None      # beyond the API's field rules
+    input_problems: InputCheck | None = None     # beyond the API's field rules
     stored_as: Stored | None = None          # None: the dialer keeps what it is sent
     rewrite_warning: Check | None = None     # how a value it accepts is altered, or None
 
@@ -118,13 +127,16 @@ class Dialect:
     def lead_function(self) -> str:
         return "add_lead" if self.capabilities.sends_leads_one_by_one else "add_multi_lead"
 
-    def lead_problems(self, lead: Mapping[str, str]) -> list[tuple[str, str]]:
-        """Every (field, rule) one lead breaks before it is sent."""
+    def lead_problems(self, lead: Mapping[str, str], *,
+                      duplicate_check: Sequence[str] = ()) -> list[tuple[str, str]]:
+        """Every (field, rule) one lead breaks before it is sent (with these duplicate_check
+        options, where the dialect takes them)."""
         problems = lead_problems(lead, self.lead_function)
         if self.input_problems is not None:
             bad = {name for name, _ in problems}
             problems += [(name, rule) for name, value in lead.items() if name not in bad
-                         for rule in [self.input_problems(self.lead_function, name, value)]
+                         for rule in [self.input_problems(self.lead_function, name, value,
+                                                          duplicate_check=duplicate_check)]
                          if rule is not None]
         return problems
 

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field, replace
 import sqlalchemy as sa
 import structlog
 
-from reconciler import leadflow, leadphones, leadsettle, planner
+from reconciler import backoff, leadflow, leadphones, leadsettle, planner
 from reconciler.crm import CrmUnavailable, read_desired
 from reconciler.crm_leads import lead_list_ids
 from reconciler.dialect import ELISION, Dialect
@@ -94,7 +94,8 @@ def gather_and_plan(ctx: Context, *, resync: bool = False,
             f"fills it in from the CRM row when unchanged since export; until then keep_first "
             f"cannot count them")))
     lead_ctx = leadflow.lead_context(ctx.settings.dialer, ctx.crm, ctx.spec.leads, plan,
-                                     desired, recorded, observed, keep_first, ctx.dialect, book)
+                                     desired, recorded, observed, keep_first, ctx.dialect,
+                                     book=book, duplicate_check=ctx.spec.lead_duplicate_check)
     part = leadflow.plan_leads(leadflow.events(ctx.crm, ctx.spec.leads, book, lead_ctx, settled))
     return Gathered(desired, sealed(leadflow.with_leads(plan, part)), lead_ctx)
 
@@ -174,6 +175,7 @@ def apply_plan(
 
 def _run(ctx: Context, gathered: Gathered, plan: Plan, run_id: str, kind: str,
          keep_going: Callable[[], bool]) -> RunReport:
+    forget_settled_refusals(ctx, plan)
     book = LeadBook(ctx.store)
     interrupted = book.settle_interrupted()
     if interrupted:
@@ -217,6 +219,12 @@ def _record_cut_short(store: StateStore, run_id: str, kind: str, exc: BaseExcept
     # A CRM outage is the caller's to report (the daemon logs it once, not every run).
     emit = log.info if isinstance(exc, CrmUnavailable) else log.error
     emit("run_finished", kind=kind, outcome=outcome, message=why, **counts)
+
+
+def forget_settled_refusals(ctx: Context, plan: Plan) -> None:
+    """Before applying: forget the dialer's refusals this plan neither holds back nor sends."""
+    recorded = ctx.store.load_recorded().rejections
+    ctx.store.forget_rejections(backoff.settled(recorded, plan, ctx.spec.policy))
 
 
 def record_plan_run(ctx: Context, plan: Plan, kind: str = "plan") -> str:

@@ -91,6 +91,11 @@ class DialerRejected(DialerError):
     """The dialer refused this one object (invalid field, unknown group...): reject the row."""
 
 
+class DialerRowFailed(DialerRejected):
+    """The dialer failed on this one object (HTTP 500 on every attempt) while it still answers
+    other calls: the object's values break something there. Reject the row, go on."""
+
+
 class FieldInvalid(DialerRejected):
     """A request failed our own check of the API's field rules before it was sent."""
 

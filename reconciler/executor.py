@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import structlog
 
-from reconciler import leadsettle
+from reconciler import backoff, leadsettle
 from reconciler.dialect import UpdatesLists, lacking
 from reconciler.dialer.client import DialerClient
 from reconciler.errors import (
@@ -139,6 +139,7 @@ class Executor:
             report.outcome, report.message = "failed", str(exc)
         except MissingDesired as exc:
             result = StepResult("skipped", str(exc))
+        result = self._remember_refusal(op, result)
         duration_ms = int((time.monotonic() - started) * 1000)
         self.store.commit_step(self.run_id, seq, op.kind, op.key, result.outcome,
                                result.message, duration_ms, result.effect)
@@ -151,6 +152,25 @@ class Executor:
         else:
             log.info("step_applied", **fields)
         return stop
+
+    def _remember_refusal(self, op: Op, result: StepResult) -> StepResult:
+        """A change the dialer refused is recorded with its CRM row's digest, so that plans hold
+        it back until the row changes; a change that succeeds clears that record."""
+        resource = backoff.RESOURCE_OF_OP.get(op.kind)
+        if resource is None or result.outcome in ("refused", "failed", "skipped"):
+            return result
+        key, effect = op.key, result.effect
+        digest = backoff.row_digest(self.desired, resource, key)
+
+        def remember(w: StepWriter) -> None:
+            if effect is not None:
+                effect(w)
+            if result.outcome == "rejected":
+                w.record_rejection(resource, key, op.kind, digest, result.message)
+            else:
+                w.clear_rejection(resource, key)
+
+        return replace(result, effect=remember)
 
     # --- lists --------------------------------------------------------------------------------
 

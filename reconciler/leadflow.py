@@ -11,6 +11,7 @@ import sys
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
+from functools import partial
 
 import sqlalchemy as sa
 
@@ -26,7 +27,7 @@ from reconciler.leadplan import lead_events as merge_leads
 from reconciler.leadsettle import as_recorded
 from reconciler.leadsingle import OneByOneSender
 from reconciler.model import Desired, Observed, Recorded
-from reconciler.plan import AddLeads, AddList, AdoptList, Note, Plan, Reject
+from reconciler.plan import REJECTED_EARLIER, AddLeads, AddList, AdoptList, Note, Plan, Reject
 from reconciler.settings import DialerSettings
 from reconciler.spec import ResourceSpec
 from reconciler.state.leads import LeadBook, LeadSettlement
@@ -46,19 +47,26 @@ class LeadPart:
 def lead_context(settings: DialerSettings, crm: sa.Engine, resource: ResourceSpec, plan: Plan,
                  desired: Desired, recorded: Recorded, observed: Observed,
                  keep_first_phone: bool, dialect: Dialect = ELISION,
-                 book: LeadBook | None = None) -> LeadContext:
+                 book: LeadBook | None = None,
+                 duplicate_check: tuple[str, ...] = ()) -> LeadContext:
     planned = {op.list_id for op in plan.ops if isinstance(op, (AddList, AdoptList))}
     usable = set(recorded.lists) | set(observed.lists or {}) | planned
     blockers = {
         r.key: f"list {r.key} is rejected in the CRM ({r.field} {r.rule})"
         for r in desired.rejections if r.resource == "lists" and r.key and r.key not in usable
     }
+    blockers.update({   # its add_list is held back: the dialer refused it before
+        n.key: f"list {n.key} was rejected by the dialer earlier"
+        for n in plan.notes if n.resource == "lists" and n.topic == REJECTED_EARLIER
+        and n.key not in usable})
     mapper = LeadMapper(resource)
     shared = shared_phones_later(crm, resource) if keep_first_phone else None
     return LeadContext(frozenset(usable), blockers,
                        batch_limits(settings, dialect.capabilities.sends_leads_one_by_one),
-                       mapper.fields, mapper.phone, dialect.lead_problems, keep_first_phone,
-                       shared, book.phone_holders if book is not None else None)
+                       mapper.fields, mapper.phone,
+                       partial(dialect.lead_problems, duplicate_check=duplicate_check),
+                       keep_first_phone, shared,
+                       book.phone_holders if book is not None else None)
 
 
 def batch_limits(settings: DialerSettings, one_by_one: bool = False) -> BatchLimits:

@@ -111,10 +111,24 @@ class Desired:
 
 
 @dataclass(frozen=True)
+class RecordedRejection:
+    """A change the dialer refused for one object, with the digest of the CRM row it was made
+    from: the same change is not sent again while that row is unchanged (reconciler.backoff)."""
+
+    resource: str                                    # users | lists
+    key: str
+    op: str                                          # the kind of op the dialer refused
+    row_digest: str
+    message: str                                     # the dialer's reason, redacted
+
+
+@dataclass(frozen=True)
 class Recorded:
     users: Mapping[str, RecordedUser]
     lists: Mapping[str, RecordedList]
     version: int = 0
+    # (resource, key) -> the dialer's last refusal of a change to that object
+    rejections: Mapping[tuple[str, str], RecordedRejection] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

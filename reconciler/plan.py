@@ -151,10 +151,13 @@ class Note:
     resource: str
     key: str
     topic: str               # drift | unmanaged | cannot_update | orphaned | unreadable |
-                             # rewritten
+                             # rewritten | rejected_earlier (message: the dialer's reason)
     message: str
     keys: tuple[str, ...] = ()                  # the objects concerned, when there are many
 
+
+# The note that stands for a change the dialer refused before, held back (reconciler.backoff).
+REJECTED_EARLIER = "rejected_earlier"
 
 Op = (AddUser | UpdateUser | DeactivateUser | AddList | AdoptList | UpdateList | SettleLeads
       | AddLeads)
@@ -206,8 +209,11 @@ class Plan:
             counts["leads_to_send"] = leads_to_send
         if self.rejects:
             counts["reject"] = len(self.rejects)
-        if self.notes:
-            counts["note"] = len(self.notes)
+        held = sum(n.topic == REJECTED_EARLIER for n in self.notes)
+        if held:
+            counts[REJECTED_EARLIER] = held
+        if len(self.notes) > held:
+            counts["note"] = len(self.notes) - held
         return counts
 
 

@@ -10,6 +10,7 @@ import hashlib
 import json
 from collections.abc import Iterable, Mapping
 
+from reconciler.backoff import hold_back
 from reconciler.listplan import change_reason, plan_lists
 from reconciler.model import (
     USER_SECRET_FIELDS,
@@ -68,6 +69,10 @@ def make_plan(
     notes += [Note(r.resource, r.key, "rewritten",
                    f"{r.field} {r.rule}; recorded as the dialer stores it")
               for r in desired.rewrites]
+    # A change the dialer refused from this very CRM row is not planned again (nor counted by
+    # the guards): the row is shown as rejected earlier until it changes, or a resync.
+    ops, held = hold_back(ops, desired, recorded.rejections, resync=basis.resync)
+    notes += held
     breaches = check_guards(ops, desired, recorded, guards) if policy.manage_users else ()
     return sealed(Plan(basis, tuple(ops), rejects, tuple(notes), breaches))
 

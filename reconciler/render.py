@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 from reconciler.plan import (
+    REJECTED_EARLIER,
     AddLeads,
     AddList,
     AddUser,
@@ -50,10 +51,17 @@ def render_plan(plan: Plan) -> str:
             key = f" {r.key!r}" if r.key else ""
             lines.append(f"  ! {r.resource}{row}{key}: {r.field} {r.reason}")
         lines.append("")
-    if plan.notes:
+    held = [n for n in plan.notes if n.topic == REJECTED_EARLIER]
+    if held:
+        lines.append("Not sent again until their CRM row changes (or `reconciler resync`):")
+        lines += [f"  ! {_SINGULAR.get(n.resource, n.resource)} {n.key}: rejected by the dialer "
+                  f"earlier: {n.message}" for n in held]
+        lines.append("")
+    notes = [n for n in plan.notes if n.topic != REJECTED_EARLIER]
+    if notes:
         lines.append("Notes:")
         lines += [f"  ? {n.resource} {n.key}: {n.topic}: {n.message}".replace("  :", ":")
-                  for n in plan.notes]
+                  for n in notes]
         lines.append("")
     for breach in plan.breaches:
         lines.append(f"! Guard {breach.guard}: {breach.message}; apply refuses without --force")
@@ -68,6 +76,8 @@ def summary_line(plan: Plan) -> str:
     extras = []
     if counts.get("reject"):
         extras.append(f"{counts['reject']} rejected")
+    if counts.get(REJECTED_EARLIER):
+        extras.append(f"{counts[REJECTED_EARLIER]} rejected by the dialer earlier")
     if counts.get("note"):
         extras.append(f"{counts['note']} note{'s' if counts['note'] != 1 else ''}")
     tail = f" ({', '.join(extras)})" if extras else ""
@@ -88,6 +98,7 @@ def summary_line(plan: Plan) -> str:
     return f"Plan: {', '.join(parts)}.{tail}"
 
 
+_SINGULAR = {"users": "user", "lists": "list"}
 _LEAD_STATES = (("sent", "already sent"), ("in_doubt", "in doubt"),
                 ("rejected_before", "rejected by the dialer before"), ("rejected", "rejected now"),
                 ("gone", "no longer in the CRM"))

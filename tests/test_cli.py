@@ -213,6 +213,37 @@ def test_demo_ends_with_no_changes(capsys: pytest.CaptureFixture[str], tmp_path:
     assert "new-secret-42" not in out
 
 
+def test_the_demo_does_not_send_the_refused_agent_again(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    assert main(["demo", "--dir", str(tmp_path)]) == 0
+    first, second, final = capsys.readouterr().out.split("\n=== ")[2:5]
+    assert "+ user 2005 'Night Owl'" in first
+    assert "! add_user 2005: add_user: dialer rejected the request: USER GROUP DOES NOT EXIST" \
+        in first
+    for later in (second, final):
+        assert "user 2005 'Night Owl'" not in later
+        assert "! user 2005: rejected by the dialer earlier: add_user: dialer rejected the " \
+               "request: USER GROUP DOES NOT EXIST" in later
+    assert "\nApplied: ok (" in second and " rejected" not in second.split("Applied:")[1]
+    assert final.rstrip().splitlines()[-1] == (
+        "No changes. (9 rejected, 1 rejected by the dialer earlier, 2 notes)")
+
+
+def test_a_row_held_back_is_no_new_rejection_of_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    agents = [agent("1000"), agent("1002", team="NIGHTS")]
+    for setup in _start(tmp_path, monkeypatch, SandboxDialer(), agents=agents):
+        assert setup.run("apply", "--yes") == 3            # the dialer refused 1002 now
+        sent = setup.functions().count("add_user")
+        capsys.readouterr()
+        assert setup.run("apply", "--yes") == 0            # held back: no call, no rejection
+        out = capsys.readouterr().out
+        assert "! user 1002: rejected by the dialer earlier: add_user:" in out
+        assert setup.functions().count("add_user") == sent
+
+
 def test_a_held_lease_makes_apply_wait_then_exit_1_naming_the_holder(
     cli: Setup, capsys: pytest.CaptureFixture[str]
 ) -> None:

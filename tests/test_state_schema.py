@@ -19,9 +19,9 @@ from reconciler.errors import SchemaOutdated, StateError
 from reconciler.state import db, schema
 from reconciler.state.lease import Lease
 
-HEAD = "0003_shadow_lead_phone"      # the newest migration
 OUR_TABLES = {"state_targets", "shadow_users", "shadow_lists", "shadow_leads", "lead_batches",
-              "runs", "run_steps", "leases"}
+              "runs", "run_steps", "leases", "dialer_rejections"}
+HEAD = "0004_rejection_backoff"
 
 
 @pytest.fixture
@@ -117,6 +117,28 @@ def test_upgrade_keeps_leads_recorded_before_phones_were_kept(engine: sa.Engine)
         assert conn.execute(sa.text("SELECT lead_key FROM shadow_leads")).scalars().all() == [
             "500"]
     assert "phone" not in {c["name"] for c in sa.inspect(engine).get_columns("shadow_leads")}
+
+
+def test_a_baseline_database_upgrades_in_place_to_hold_dialer_rejections(
+    engine: sa.Engine
+) -> None:
+    from reconciler.state.store import StateStore
+
+    db.upgrade(engine, "0001_baseline")
+    store = StateStore(engine, "default")
+    run_id = store.start_run("apply")
+    store.commit_step(run_id, 1, "add_user", "1000", "created", "", 1,
+                      lambda w: w.save_user("1000", {"active": "Y"}, {}))
+    db.upgrade(engine)
+    assert db.current_revision(engine) == HEAD and tables(engine) == OUR_TABLES
+    assert set(store.load_recorded().users) == {"1000"}        # kept
+    store.commit_step(run_id, 2, "add_user", "1001", "rejected", "no such group", 1,
+                      lambda w: w.record_rejection("users", "1001", "add_user", "d" * 64,
+                                                   "no such group"))
+    held = store.load_recorded().rejections
+    assert held["users", "1001"].message == "no such group"
+    db.downgrade(engine, "0001_baseline")
+    assert "dialer_rejections" not in tables(engine)
 
 
 def test_the_migrations_match_schema_metadata(engine: sa.Engine) -> None:

@@ -92,6 +92,21 @@ def test_status_after_plan_and_apply(cli: Cli) -> None:
     assert document["lock"] is None and document["in_doubt_batches"] == []
 
 
+def test_status_lists_the_changes_the_dialer_refused_and_that_are_held_back(cli: Cli) -> None:
+    assert cli.run("apply", "--yes")[0] == 3
+    run_id = json.loads(cli.run("history", "--json")[1])[0]["run_id"]
+    cli.run("apply", "--yes")                              # 1002 is not sent again
+    out = cli.run("status")[1]
+    assert ("  1 change(s) refused by the dialer, not sent again until their CRM row changes "
+            "(or `reconciler resync`):\n"
+            f"    add_user 1002 (run {run_id[:8]}, ") in out
+    assert "USER GROUP DOES NOT EXIST" in out.split("not sent again")[1]
+    (held,) = json.loads(cli.run("status", "--json")[1])["rejected"]["dialer_held"]
+    assert (held["resource"], held["key"], held["op"], held["run_id"]) == (
+        "users", "1002", "add_user", run_id)
+    assert held["message"].startswith("add_user: dialer rejected the request: USER GROUP")
+
+
 def test_status_shows_lock_holder_and_in_doubt_batches(cli: Cli) -> None:
     engine = cli.engine()
     try:

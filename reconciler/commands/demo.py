@@ -2,7 +2,8 @@
 
 A sample CRM, the sandbox on a free loopback port, a plan, an apply, a round of CRM edits
 (a rename, a password change, an agent leaving, a new list, a fixed row), the second plan and
-apply, and a final plan that shows "No changes.".
+apply, and a final plan that shows "No changes.". The agent the dialer refused in the first
+round is not sent again: its CRM row never changes.
 """
 
 from __future__ import annotations
@@ -108,7 +109,7 @@ def run_demo(workdir: Path) -> int:
         with open_context(settings) as ctx:
             _round(ctx, "1. First plan: the CRM has 29 agent rows, 5 lists and 304 leads")
             _edit_crm(crm)
-            _round(ctx, "2. The CRM changes: a rename, a new password, a leaver, a fixed team, "
+            _round(ctx, "2. The CRM changes: a rename, a new password, a leaver, a fixed level, "
                         "a new list with 120 leads, an edited lead")
             final = gather_and_plan(ctx).plan
             _say("3. Final plan")
@@ -139,7 +140,7 @@ def _edit_crm(crm: sa.Engine) -> None:
         conn.exec_driver_sql("UPDATE agents SET password = 'new-secret-42' "
                              "WHERE username = '1004'")
         conn.exec_driver_sql("UPDATE agents SET is_active = 0 WHERE username = '1005'")
-        conn.exec_driver_sql("UPDATE agents SET team = 'AGENTS' WHERE username = '2005'")
+        conn.exec_driver_sql("UPDATE agents SET level = 1 WHERE username = '2001'")
         conn.exec_driver_sql("INSERT INTO calling_lists VALUES "
                              "('1106', 'Black Friday Leads', 'SALES', 1)")
         democrm.insert_leads(conn, democrm.sample_leads(120, lists=("1106",), first_id=5001))

@@ -27,6 +27,7 @@ from reconciler.engine import (
     apply_plan,
     check_applicable,
     fill_in_lead_phones,
+    forget_settled_refusals,
     gather_and_plan,
     record_plan_run,
     stale_reasons,
@@ -158,6 +159,7 @@ def _confirm_and_apply(ctx: Context, args: argparse.Namespace, gathered: Gathere
         # apply_plan is not called, but the rule holds: a batch that a dead process left at
         # `intent` is in doubt from the next apply on, so that `status` shows it.
         interrupted = LeadBook(ctx.store).settle_interrupted()
+        forget_settled_refusals(ctx, plan)
         if interrupted:
             print(f"{interrupted} lead batch(es) left by an interrupted run are now in doubt: "
                   f"see `reconciler leads in-doubt`.")

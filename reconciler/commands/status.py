@@ -92,6 +92,8 @@ def gather_status(settings: Settings, engine: sa.Engine) -> dict[str, Any]:
                              if latest else []),
             "dialer_steps_run_id": latest["run_id"] if latest else None,
             "leads": queries.rejected_lead_count(engine, target),
+            # Changes the dialer refused in some run, not sent again until their CRM row changes.
+            "dialer_held": queries.dialer_rejections_held(engine, target),
         },
     }
 
@@ -139,8 +141,8 @@ def _doubtful(batch: Mapping[str, Any]) -> str:
 
 
 def _rejected_lines(rejected: Mapping[str, Any]) -> list[str]:
-    steps = rejected["dialer_steps"]
-    if not (rejected["crm_rows"] or steps or rejected["leads"]):
+    steps, held = rejected["dialer_steps"], rejected["dialer_held"]
+    if not (rejected["crm_rows"] or steps or rejected["leads"] or held):
         return ["Rejected rows: none"]
     lines = ["Rejected rows:"]
     if rejected["crm_rows"]:
@@ -153,6 +155,13 @@ def _rejected_lines(rejected: Mapping[str, Any]) -> list[str]:
         if len(steps) > 10:
             lines.append(f"    ... and {len(steps) - 10} more: `reconciler show "
                          f"{rejected['dialer_steps_run_id'][:8]}`")
+    if held:
+        lines.append(f"  {len(held)} change(s) refused by the dialer, not sent again until "
+                     f"their CRM row changes (or `reconciler resync`):")
+        lines += [f"    {h['op']} {h['key']} (run {(h['run_id'] or '-')[:8]}, "
+                  f"{_when(h['rejected_at'])}): {h['message']}" for h in held[:10]]
+        if len(held) > 10:
+            lines.append(f"    ... and {len(held) - 10} more: `reconciler status --json`")
     if rejected["leads"]:
         lines.append(f"  {rejected['leads']} lead(s) refused by the dialer on export")
     return lines

@@ -2,7 +2,9 @@
 
 No httpx exception leaves this module: every one becomes a DialerError that says what the caller
 should do. add_multi_lead is never resent once it may have reached the dialer (it is not
-idempotent); such a batch raises DialerInDoubt instead.
+idempotent); such a batch raises DialerInDoubt instead. A write of one object that the dialer
+answers with HTTP 500 every time, while it answers a probe, fails that object alone
+(DialerRowFailed); every other unavailability is the dialer's, and stops the run.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from reconciler.errors import (
     DialerInDoubt,
     DialerMalformed,
     DialerRefused,
+    DialerRowFailed,
     DialerUnavailable,
     FieldInvalid,
 )
@@ -48,6 +51,15 @@ log = structlog.get_logger()
 RESENDABLE = frozenset({"add_user", "update_user", "add_list", "active_lists",
                         "version", "user_details", "list_info", "update_list", "lead_search",
                         "lead_all_info"})
+
+# Writes of one object, safe to resend. When every attempt at one is answered HTTP 500 (the
+# dialer's script died on it) and the dialer then answers a probe, that object breaks the dialer
+# (stock VICIdial's SQL on a quote), not the dialer itself: DialerRowFailed. Leads are never
+# judged so: a lead whose answer was lost stays in doubt.
+ROW_WRITES = frozenset({"add_user", "update_user", "add_list", "update_list"})
+# The probe: `version` needs no login (VICIdial answers it after reading its database; a dialer
+# without it still answers, with an error), so no credential is sent for it.
+PROBE = DialerRequest("version", (("function", "version"),), frozenset())
 
 # Failures that prove the request never left this process: no connection was ever made, so even
 # add_multi_lead may be sent again. A failure after connecting (ReadTimeout, WriteError,
@@ -155,6 +167,7 @@ class DialerClient:
     def _call(self, request: DialerRequest) -> object:
         fn = request.function
         attempts = 1 + max(0, self.settings.max_retries)
+        answered_500 = 0
         for attempt in range(1, attempts + 1):
             started = time.monotonic()
             result = self._exchange(request)
@@ -164,6 +177,8 @@ class DialerClient:
                           elapsed_ms=elapsed_ms)
                 return result
             error = result.error
+            if result.status == 500:
+                answered_500 += 1
             log.debug("dialer_call", function=fn, attempt=attempt,
                       outcome=type(error).__name__, elapsed_ms=elapsed_ms)
             if not isinstance(error, DialerUnavailable):
@@ -178,6 +193,12 @@ class DialerClient:
                 ) from error
             if attempt == attempts:
                 log.warning("dialer_gave_up", function=fn, attempts=attempts, reason=str(error))
+                if fn in ROW_WRITES and answered_500 == attempts and self._answers():
+                    log.warning("dialer_row_failed", function=fn, attempts=attempts)
+                    raise DialerRowFailed(
+                        f"{fn}: the dialer fails on this row (HTTP 500 on all {attempts} "
+                        "attempts, while it answers other calls)",
+                        function=fn, excerpt=error.excerpt) from error
                 raise error
             delay = self._delay(attempt, result.retry_after)
             log.warning("dialer_retry", function=fn, attempt=attempt, delay_s=delay,
@@ -197,7 +218,18 @@ class DialerClient:
             retry_after = None
             if response.status_code in (429, 503):
                 retry_after = retry_after_seconds(response.headers.get("Retry-After"))
-            return _Failure(error, sent=True, retry_after=retry_after)
+            return _Failure(error, sent=True, retry_after=retry_after,
+                            status=response.status_code)
+
+    def _answers(self) -> bool:
+        """Whether the dialer answers at all: any 2xx answer to the probe, whatever it says.
+        One attempt: a dialer that fails it too is down, and the run stops."""
+        try:
+            answered = 200 <= self._send(PROBE).status_code <= 299
+        except _HTTPX_ERRORS:
+            answered = False
+        log.info("dialer_probe", answered=answered)
+        return answered
 
     def _parse(self, request: DialerRequest, response: httpx.Response) -> object:
         """One answer as a typed reply, or a DialerError. A dialect's client overrides this."""
@@ -267,6 +299,7 @@ class _Failure:
     error: DialerError
     sent: bool                        # the request may have reached the dialer
     retry_after: float | None = None  # seconds, from a 429/503 Retry-After header
+    status: int | None = None         # the HTTP status of the answer, when one came
 
 
 def _transport_error(request: DialerRequest, exc: Exception) -> DialerError:

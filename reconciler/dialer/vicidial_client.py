@@ -4,7 +4,8 @@ What it changes from DialerClient:
 - answers are read by `parse_vicidial_response` (plain text everywhere, `: |` error data, bare
   data rows for the reads);
 - every request is first checked against VICIdial's silent input rewrites: a value the dialer
-  would alter in a way we refuse (a password, a key) raises FieldInvalid before anything is sent;
+  would alter in a way we refuse (a password, a key), or that would break its SQL (an empty
+  HTTP 500), raises FieldInvalid before anything is sent;
 - active_lists and add_multi_lead do not exist there and are refused without a call;
 - reads (version, user_details, list_info, lead_search, lead_all_info) and update_list are
   resent after an unclear failure; add_lead never is (client.RESENDABLE): a lead whose answer was
@@ -175,10 +176,12 @@ class VicidialClient(DialerClient):
 def _refuse_rewrites(request: DialerRequest) -> None:
     """FieldInvalid for a value VICIdial would alter and we refuse to send; log the others."""
     rewritten = []
+    options = str(dict(request.params).get("duplicate_check", ""))
+    checks = tuple(options.split("-")) if options else ()
     for name, value in request.params:
         if name in _LOGIN_PARAMS:
             continue
-        rewrite = vicidial_rewrite(request.function, name, value)
+        rewrite = vicidial_rewrite(request.function, name, value, duplicate_check=checks)
         if rewrite is None:
             continue
         if rewrite.action == "reject":

@@ -17,13 +17,20 @@ judged once, here:
 
 A `|` is never rewritten, but in vendor_lead_code or source_id it would shift the columns of
 lead_all_info's pipe-delimited answer: rejected too.
+
+What the filters keep then goes into VICIdial's SQL unescaped: users and lists inside `'...'`,
+a lead's columns inside `"..."` (the INSERT into vicidial_list), but first_name and last_name
+inside `'...'` in the DUPNAMEPHONE look-ups, title and alt_phone in the DUPTITLEALTPHONE ones. A
+value still holding that quote, or a backslash (MySQL's escape), breaks the statement: PHP dies
+and the API answers an empty HTTP 500 (an apostrophe in a user's email, `O'Brien` checked with
+DUPNAMEPHONELIST, a `"` in a lead's comments). Such a value is rejected.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Literal
@@ -92,6 +99,12 @@ _FUNCTIONS = frozenset({"add_user", "update_user", "add_list", "update_list", "a
 _PIPE_KEYS = frozenset({"vendor_lead_code", "source_id"})
 _SECRET_FIELDS = frozenset({"agent_pass", "phone_pass"})
 AGENT_USER_MAX = 20
+# The quote around a field's value in the SQL of each function (see the module's docstring),
+# and the duplicate_check options whose look-ups put fields of add_lead inside '...' instead.
+_SQL_QUOTE = MappingProxyType({"add_user": "'", "update_user": "'", "add_list": "'",
+                               "update_list": "'", "add_lead": '"'})
+_LOOKUPS_QUOTED = (("DUPNAMEPHONE", frozenset({"first_name", "last_name"})),
+                   ("DUPTITLEALTPHONE", frozenset({"title", "alt_phone"})))
 
 
 @dataclass(frozen=True)
@@ -106,8 +119,11 @@ class InputRewrite:
     stored: str = dataclasses.field(repr=False)
 
 
-def vicidial_rewrite(function: str, field_name: str, value: object) -> InputRewrite | None:
-    """How VICIdial would rewrite `value` of `field_name` in `function`; None if it keeps it."""
+def vicidial_rewrite(function: str, field_name: str, value: object, *,
+                     duplicate_check: Sequence[str] = ()) -> InputRewrite | None:
+    """How VICIdial would rewrite `value` of `field_name` in `function`; None if it keeps it.
+
+    `duplicate_check` is add_lead's option list: some options put more fields into its SQL."""
     if function not in _FUNCTIONS or isinstance(value, bool) or not isinstance(value, (str, int)):
         return None
     text = str(value)
@@ -116,7 +132,7 @@ def vicidial_rewrite(function: str, field_name: str, value: object) -> InputRewr
             return InputRewrite(function, field_name, "reject",
                                 f"must be at most {AGENT_USER_MAX} characters (VICIdial cuts "
                                 "the rest off)", text[:AGENT_USER_MAX])
-        return None
+        return _breaking_sql(function, field_name, text, duplicate_check)
     rule = _FILTERS.get(field_name)
     if field_name in _PIPE_KEYS and "|" in text:
         return InputRewrite(function, field_name, "reject",
@@ -125,8 +141,9 @@ def vicidial_rewrite(function: str, field_name: str, value: object) -> InputRewr
     if rule is None:
         return None
     stored = rule.apply(text)
-    if stored == text:
-        return None
+    breaking = _breaking_sql(function, field_name, stored, duplicate_check)
+    if breaking is not None or stored == text:
+        return breaking
     action: Action = rule.action
     broken = fields.check_field(function, field_name, stored)
     if action == "warn" and broken is not None and not broken.startswith("is not"):
@@ -137,13 +154,31 @@ def vicidial_rewrite(function: str, field_name: str, value: object) -> InputRewr
                         "" if field_name in _SECRET_FIELDS else stored)
 
 
-def vicidial_input_problems(function: str, field_name: str, value: object) -> str | None:
+def _breaking_sql(function: str, field_name: str, stored: str,
+                  duplicate_check: Sequence[str]) -> InputRewrite | None:
+    """A reject when `stored` would break the SQL it goes into (an empty HTTP 500), else None."""
+    breakers = [_SQL_QUOTE[function], "\\"]
+    if function == "add_lead" and any(
+            field_name in fields_ and any(o.startswith(prefix) for o in duplicate_check)
+            for prefix, fields_ in _LOOKUPS_QUOTED):
+        breakers.append("'")
+    found = [char for char in breakers if char in stored]
+    if not found:
+        return None
+    return InputRewrite(function, field_name, "reject",
+                        f"must not contain {' or '.join(found)} (VICIdial writes it into its "
+                        "SQL unescaped: the call fails with an empty HTTP 500)",
+                        "" if field_name in _SECRET_FIELDS else stored)
+
+
+def vicidial_input_problems(function: str, field_name: str, value: object, *,
+                            duplicate_check: Sequence[str] = ()) -> str | None:
     """The rule `value` breaks because VICIdial would rewrite it and we refuse that, or None.
 
     Same contract as `fields.check_field`, so a CRM-row checker can ask both: None when the value
     may be sent (perhaps with a warning, see `vicidial_rewrite`), else the rule to report.
     """
-    rewrite = vicidial_rewrite(function, field_name, value)
+    rewrite = vicidial_rewrite(function, field_name, value, duplicate_check=duplicate_check)
     return rewrite.rule if rewrite is not None and rewrite.action == "reject" else None
 
 

@@ -27,6 +27,14 @@ Functions
   duplicate_check honours DUPLIST, DUPCAMP and DUPSYS (a day range is ignored: every sandbox lead
   is recent); the other options are accepted and not checked. The GMT offset is always -5.00.
 - Reads need level 7 and "view reports" (lead reads also "add leads"), writes level 8.
+
+SQL
+- Values go into non_agent_api.php's SQL unescaped, as there: users and lists inside '...',
+  a lead's columns inside "..." (the INSERT into vicidial_list), first_name and last_name inside
+  '...' for a DUPNAMEPHONE check, title and alt_phone for a DUPTITLEALTPHONE one. A value that
+  still holds its quote, or a backslash, after the filter breaks the statement: PHP dies and the
+  answer is an empty HTTP 500 (`SQL_ERROR`), nothing written. As there, agent_user breaks the
+  first look-up of the user; the other fields break the write, after every check passed.
 """
 
 from __future__ import annotations
@@ -44,6 +52,9 @@ TEXT_TYPE = "text/html; charset=utf-8"   # as recorded (the Elision sandbox writ
 _ZONE = timezone(timedelta(hours=-5))
 
 Handler = Callable[[Store, ApiUser, Mapping[str, str]], Result]
+# A statement the request's values broke: PHP dies, the web server answers an empty HTTP 500.
+SQL_ERROR = "SQL_ERROR"
+_DIED = Result(SQL_ERROR, "")
 
 _WORD, _DIGITS, _UPPER = r"[^-_0-9a-zA-Z]", r"[^0-9]", r"[^A-Z]"
 _LEAD_NAME, _ADDRESS = r"[^- '+_.0-9a-zA-Z]", r"[^- '+.:/@_0-9a-zA-Z]"
@@ -99,7 +110,13 @@ def call(store: Store, raw: Mapping[str, str]) -> Result:
 
 
 def answer(result: Result) -> Answer:
-    return Answer(200, (("Content-Type", TEXT_TYPE),), result.body.encode("utf-8"))
+    status = 500 if result.outcome == SQL_ERROR else 200
+    return Answer(status, (("Content-Type", TEXT_TYPE),), result.body.encode("utf-8"))
+
+
+def _breaks_sql(quote: str, *values: str | None) -> bool:
+    """Whether one of `values`, written inside `quote` unescaped, breaks the SQL statement."""
+    return any(value and (quote in value or "\\" in value) for value in values)
 
 
 def _filtered(name: str, value: str) -> str:
@@ -152,8 +169,12 @@ def add_user(store: Store, api: ApiUser, p: Mapping[str, str]) -> Result:
                       f"{api.user}|{api.level}")
     if not store.group_exists(group):
         return _error(fn, "USER GROUP DOES NOT EXIST", f"{api.user}|{group}")
+    if _breaks_sql("'", agent_user):
+        return _DIED
     if store.user(agent_user[:20]) is not None or store.is_api_account(agent_user[:20]):
         return _error(fn, "USER ALREADY EXISTS", f"{api.user}|{agent_user}")
+    if _breaks_sql("'", *(p.get(name) for name in _UPDATABLE)):
+        return _DIED
     store.insert_user(SandboxUser(
         agent_user=agent_user[:20], agent_pass=agent_pass, full_name=name[:50],
         user_level=int(level), user_group=group, phone_login=p.get("phone_login", ""),
@@ -177,6 +198,8 @@ def update_user(store: Store, api: ApiUser, p: Mapping[str, str]) -> Result:
     agent_user = p.get("agent_user", "")
     if len(agent_user) < 2:
         return _error(fn, "YOU MUST USE ALL REQUIRED FIELDS", f"{api.user}|{agent_user}|")
+    if _breaks_sql("'", agent_user):
+        return _DIED
     target = store.user(agent_user)
     if target is None and not store.is_api_account(agent_user):
         return _error(fn, "USER DOES NOT EXIST", f"{api.user}|")
@@ -190,6 +213,8 @@ def update_user(store: Store, api: ApiUser, p: Mapping[str, str]) -> Result:
         return _error(fn, f"{problem[0]}, THIS IS AN OPTIONAL FIELD", problem[1])
     if not changes:
         return _error(fn, "NO UPDATES DEFINED", f"{api.user}|0")
+    if _breaks_sql("'", *changes.values()):
+        return _DIED
     for name, value in changes.items():
         setattr(target, _UPDATABLE[name], int(value) if name == "agent_user_level" else value)
     return _success(fn, "USER HAS BEEN UPDATED", f"{api.user}|{agent_user}|")
@@ -248,6 +273,8 @@ def add_list(store: Store, api: ApiUser, p: Mapping[str, str]) -> Result:
         return _error(fn, "CAMPAIGN DOES NOT EXIST", f"{api.user}|{campaign_id}")
     if store.get_list(list_id) is not None:
         return _error(fn, "LIST ALREADY EXISTS", f"{api.user}|{list_id}")
+    if _breaks_sql("'", name, campaign_id, p.get("active")):
+        return _DIED
     active = "Y" if p.get("active") == "Y" else "N"
     store.insert_list(SandboxList(list_id, name, campaign_id, active, changed_at=_stamp(_now())))
     return _success(fn, "LIST HAS BEEN ADDED", f"{api.user}|{list_id}|{name}|{campaign_id}")
@@ -274,6 +301,8 @@ def update_list(store: Store, api: ApiUser, p: Mapping[str, str]) -> Result:
         return _error(fn, f"ACTIVE MUST BE Y OR N, {optional}", f"{api.user}|{active}")
     if not (name or campaign_id or active):
         return Result(ERROR, f"NOTICE: {fn} NO UPDATES DEFINED - {api.user}|\n")
+    if _breaks_sql("'", name, campaign_id, active):
+        return _DIED
     target.list_name = name or target.list_name
     target.campaign_id = campaign_id or target.campaign_id
     target.active = active or target.active
@@ -316,13 +345,24 @@ def add_lead(store: Store, api: ApiUser, p: Mapping[str, str]) -> Result:
     if p.get("list_exists_check") == "Y" and store.get_list(list_id) is None:
         return _line(ERROR, "NOT A DEFINED LIST ID, LIST EXISTS CHECK ENABLED",
                      f"{phone}|{list_id}")
-    duplicate = _duplicate(store, phone, list_id, p.get("duplicate_check", ""))
+    options = p.get("duplicate_check", "")
+    duplicate = _duplicate(store, phone, list_id, options)
     if duplicate is not None:
         return duplicate
+    for prefix, quoted in _LOOKUPS_QUOTED:   # after the phone checks, as there
+        if prefix in options and _breaks_sql("'", *(p.get(name) for name in quoted)):
+            return _DIED
     columns = {k: v for k, v in p.items() if k in LEAD_COLUMNS and v}
+    if _breaks_sql('"', *columns.values()):
+        return _DIED
     columns.update(phone_code=p.get("phone_code") or "1", gmt_offset_now=GMT)
     lead_id = store.insert_lead(list_id, phone, columns)
     return _line(SUCCESS, "LEAD HAS BEEN ADDED", f"{phone}|{list_id}|{lead_id}|{GMT}|{api.user}")
+
+
+# duplicate_check options whose look-ups put lead fields inside '...'.
+_LOOKUPS_QUOTED = (("DUPNAMEPHONE", ("first_name", "last_name")),
+                   ("DUPTITLEALTPHONE", ("title", "alt_phone")))
 
 
 def _line(outcome: str, reason: str, data: str) -> Result:

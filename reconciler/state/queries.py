@@ -14,7 +14,14 @@ import sqlalchemy as sa
 
 from reconciler.errors import ReconcilerError
 from reconciler.model import UNCERTAIN_LEAD_STATUSES
-from reconciler.state.schema import lead_batches, leases, run_steps, runs, shadow_leads
+from reconciler.state.schema import (
+    dialer_rejections,
+    lead_batches,
+    leases,
+    run_steps,
+    runs,
+    shadow_leads,
+)
 
 # Runs that only looked: they change nothing on the dialer.
 PREVIEW_KINDS = ("plan", "resync-plan")
@@ -174,6 +181,15 @@ def rejected_lead_count(engine: sa.Engine, target: str) -> int:
              .where(shadow_leads.c.target == target, shadow_leads.c.status == "rejected"))
     with engine.connect() as conn:
         return int(conn.execute(query).scalar() or 0)
+
+
+def dialer_rejections_held(engine: sa.Engine, target: str) -> list[dict[str, Any]]:
+    """Changes the dialer refused, held back until their CRM row changes; oldest first."""
+    query = (sa.select(dialer_rejections).where(dialer_rejections.c.target == target)
+             .order_by(dialer_rejections.c.rejected_at, dialer_rejections.c.resource,
+                       dialer_rejections.c.key))
+    with engine.connect() as conn:
+        return [_aware(r) for r in conn.execute(query).mappings()]
 
 
 def lease_holder(engine: sa.Engine, target: str) -> dict[str, Any] | None:

@@ -49,6 +49,20 @@ shadow_lists = sa.Table(
     sa.Column("run_id", sa.String(36), nullable=True),
 )
 
+# Changes the dialer refused, one row per object: not sent again while the CRM row they were
+# made from keeps this digest (reconciler.backoff). Cleared when a change to the object succeeds.
+dialer_rejections = sa.Table(
+    "dialer_rejections", metadata,
+    sa.Column("target", sa.String(64), primary_key=True),
+    sa.Column("resource", sa.String(16), primary_key=True),   # users | lists
+    sa.Column("key", sa.String(255), primary_key=True),
+    sa.Column("op", sa.String(32), nullable=False),
+    sa.Column("row_digest", sa.String(64), nullable=False),
+    sa.Column("message", sa.Text, nullable=False),
+    sa.Column("rejected_at", Timestamp, nullable=False),
+    sa.Column("run_id", sa.String(36), nullable=True),
+)
+
 # Leads: one row per CRM lead key ever exported, with its outcome; never deleted. `phone` is the
 # phone it was sent with, for keep_first (NULL: recorded before phones were kept; "": unknown).
 shadow_leads = sa.Table(

@@ -11,14 +11,15 @@ ours: when it is not, LeaseLost is raised and nothing is written.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
 
-from reconciler.model import Recorded, RecordedList, RecordedUser
+from reconciler.model import Recorded, RecordedList, RecordedRejection, RecordedUser
 from reconciler.state.schema import (
+    dialer_rejections,
     run_steps,
     runs,
     shadow_lists,
@@ -67,6 +68,20 @@ class StepWriter:
             sa.select(shadow_lists.c.fields, shadow_lists.c.origin).filter_by(**key)).first()
         merged = {**(row.fields if row else {}), **fields}
         self.save_list(list_id, merged, row.origin if row else origin)
+
+    def record_rejection(self, resource: str, key: str, op: str, row_digest: str,
+                         message: str) -> None:
+        """The dialer refused `op` on this object: hold it back while its CRM row is unchanged."""
+        self._upsert(dialer_rejections, {"resource": resource, "key": key},
+                     {"op": op, "row_digest": row_digest, "message": message,
+                      "rejected_at": now(), "run_id": self._run_id})
+
+    def clear_rejection(self, resource: str, key: str) -> None:
+        """A change to this object succeeded: whatever the dialer refused before is over."""
+        cleared = self._conn.execute(sa.delete(dialer_rejections).filter_by(
+            target=self._target, resource=resource, key=key))
+        if cleared.rowcount:
+            self._shadow_changed = True
 
     def _upsert(self, table: sa.Table, key: Mapping[str, str], values: dict[str, Any]) -> None:
         where = {"target": self._target, **key}
@@ -120,7 +135,12 @@ class StateStore:
                 r.list_id: RecordedList(r.list_id, r.fields, r.origin)
                 for r in conn.execute(sa.select(shadow_lists).filter_by(target=self.target))
             }
-            return Recorded(users, lists, self._version(conn))
+            rejections = {
+                (r.resource, r.key): RecordedRejection(r.resource, r.key, r.op, r.row_digest,
+                                                       r.message)
+                for r in conn.execute(sa.select(dialer_rejections).filter_by(target=self.target))
+            }
+            return Recorded(users, lists, self._version(conn), rejections)
 
     def version(self) -> int:
         with self.engine.connect() as conn:
@@ -131,6 +151,16 @@ class StateStore:
             sa.select(state_targets.c.version).filter_by(target=self.target)
         ).scalar()
         return int(found or 0)
+
+    def forget_rejections(self, keys: Iterable[tuple[str, str]]) -> None:
+        """Drop recorded dialer refusals, by (resource, key), in one transaction."""
+        keys = list(keys)
+        if not keys:
+            return
+        with self.engine.begin() as conn:
+            for resource, key in keys:
+                conn.execute(sa.delete(dialer_rejections).filter_by(
+                    target=self.target, resource=resource, key=key))
 
     # --- runs ---------------------------------------------------------------------------------
 

@@ -60,6 +60,44 @@ def test_values_vicidial_keeps_are_not_rewrites(function: str, field: str, value
     assert vicidial_input_problems(function, field, value) is None
 
 
+# --- values VICIdial writes into its SQL unescaped: the call dies with an empty HTTP 500 -------
+
+@pytest.mark.parametrize(("function", "field", "value", "duplicate_check", "breaks"), [
+    ("add_user", "email", "pat.o'brien@example.com", (), "'"),
+    ("update_user", "email", "o'neil+news@example.com", (), "'"),
+    ("add_user", "agent_user", "o'neil", (), "'"),
+    ("update_user", "agent_user", "back\\slash", (), "\\"),
+    ("add_lead", "comments", 'said "call me later"', (), '"'),
+    ("add_lead", "comments", "ends in a backslash \\", (), "\\"),
+    ("add_lead", "source_id", 'web "form"', (), '"'),
+    ("add_lead", "vendor_lead_code", 'CRM"7', (), '"'),
+    ("add_lead", "first_name", "O'Brien", ("DUPNAMEPHONELIST",), "'"),
+    ("add_lead", "last_name", "D'Souza", ("DUPLIST", "DUPNAMEPHONESYS90DAY"), "'"),
+    ("add_lead", "title", "M'me", ("DUPTITLEALTPHONECAMP",), "'"),
+])
+def test_values_that_break_vicidials_sql_are_rejected(
+    function: str, field: str, value: str, duplicate_check: tuple[str, ...], breaks: str
+) -> None:
+    problem = vicidial_input_problems(function, field, value, duplicate_check=duplicate_check)
+    assert problem is not None and value not in problem
+    assert problem.startswith(f"must not contain {breaks} ") and "empty HTTP 500" in problem
+
+
+@pytest.mark.parametrize(("function", "field", "value", "duplicate_check"), [
+    ("add_lead", "first_name", "O'Brien", ()),                  # "..." in the lead's INSERT
+    ("add_lead", "first_name", "O'Brien", ("DUPLIST", "DUPTITLEALTPHONELIST")),
+    ("add_lead", "email", "pat.o'brien@example.com", ()),
+    ("add_lead", "comments", "it's fine", ()),
+    ("update_user", "agent_full_name", "Pat O'Brien", ()),       # the filter drops the '
+    ("add_list", "list_name", "Liste d'ete 2026", ()),
+])
+def test_quotes_the_sql_does_not_break_on_are_sent(
+    function: str, field: str, value: str, duplicate_check: tuple[str, ...]
+) -> None:
+    assert vicidial_input_problems(function, field, value,
+                                   duplicate_check=duplicate_check) is None
+
+
 def test_stored_value_and_login() -> None:
     assert vicidial_stored("add_user", "agent_full_name", "René") == "Ren"
     assert vicidial_stored("add_user", "agent_pass", "pa$$") == "pa$$"   # never exposed
@@ -78,6 +116,9 @@ def test_a_rewrite_is_idempotent_and_never_shows_the_value(field: str, value: st
     rewrite = vicidial_rewrite(function, field, value)
     if rewrite is None:
         return
+    if rewrite.rule.startswith("must not contain"):   # its SQL would break: not a rewrite
+        assert rewrite.action == "reject" and "HTTP 500" in rewrite.rule
+        return
     assert vicidial_rewrite(function, field, rewrite.stored) is None or rewrite.stored == ""
     assert rewrite.rule.startswith(("would be altered", "is altered"))
 
@@ -93,21 +134,51 @@ _LEAD_FIELDS = ("first_name", "last_name", "title", "middle_initial", "address1"
                 "email", "security_phrase", "comments", "owner", "source_id")
 
 
-def _send(dialer: SandboxDialer, **params: str) -> str:
+def _post(dialer: SandboxDialer, **params: str) -> tuple[int, str]:
     form = {"user": "api", "pass": "1234", "source": "test", **params}
     with httpx.Client(transport=dialer.transport(), base_url="http://sandbox") as client:
-        return client.post(VICIDIAL_API_PATH, data=form).text
+        answer = client.post(VICIDIAL_API_PATH, data=form)
+    return answer.status_code, answer.text
+
+
+def _send(dialer: SandboxDialer, **params: str) -> str:
+    return _post(dialer, **params)[1]
+
+
+def _breaks_sql(function: str, field: str, value: str, checks: tuple[str, ...] = ()) -> bool:
+    rewrite = vicidial_rewrite(function, field, value, duplicate_check=checks)
+    return rewrite is not None and "HTTP 500" in rewrite.rule
 
 
 @settings(max_examples=200, deadline=None)
-@given(field=st.sampled_from(_LEAD_FIELDS), value=_VALUES)
-def test_the_sandbox_stores_the_lead_values_the_rules_predict(field: str, value: str) -> None:
+@given(field=st.sampled_from(_LEAD_FIELDS), value=_VALUES.map(lambda v: v + '"\\' [len(v) % 3:]),
+       checks=st.sampled_from([(), ("DUPNAMEPHONELIST",), ("DUPTITLEALTPHONESYS",)]))
+def test_the_sandbox_stores_the_lead_values_the_rules_predict(
+    field: str, value: str, checks: tuple[str, ...]
+) -> None:
     dialer = SandboxDialer(mode="vicidial")
-    answer = _send(dialer, function="add_lead", phone_number="7275551212", list_id="1001",
-                   **{field: value})
+    status, answer = _post(dialer, function="add_lead", phone_number="7275551212",
+                           list_id="1001", duplicate_check="-".join(checks), **{field: value})
+    if _breaks_sql("add_lead", field, value, checks):     # predicted: its SQL dies
+        assert (status, answer, dialer.snapshot()["leads"]) == (500, "", [])
+        return
     assert answer.startswith("SUCCESS"), answer
     stored = dialer.snapshot()["leads"][0].get(field, "")
     assert stored == vicidial_stored("add_lead", field, value)
+
+
+@settings(max_examples=100, deadline=None)
+@given(field=st.sampled_from(["email", "agent_full_name", "agent_user"]),
+       value=_VALUES.filter(lambda v: 5 <= len(v) <= 20))
+def test_the_sandbox_fails_on_exactly_the_user_values_the_rules_reject_for_sql(
+    field: str, value: str
+) -> None:
+    dialer = SandboxDialer(mode="vicidial")
+    fields = {"agent_user": "1000", "agent_pass": "9999", "agent_user_level": "1",
+              "agent_full_name": "Pat", "agent_user_group": "AGENTS", field: value}
+    status, answer = _post(dialer, function="add_user", **fields)
+    assert (status == 500) == _breaks_sql("add_user", field, value), answer
+    assert (answer == "") == (status == 500)
 
 
 @settings(max_examples=100, deadline=None)

@@ -226,3 +226,48 @@ def test_faults_apply_in_vicidial_mode() -> None:
     assert len(dialer.snapshot()["leads"]) == 1   # committed, answer lost
     assert dialer.snapshot()["calls"][-1]["outcome"] == "fault:drop"
     assert "pass" not in dialer.snapshot()["calls"][-1]["params"]
+
+
+def _answer(dialer: SandboxDialer, **params: str) -> httpx.Response:
+    base = {"user": "apiuser", "pass": "test1234", "source": "test"}
+    return client_for(dialer).get(VICIDIAL_API_PATH, params={**base, **params})
+
+
+_NEW_USER = {"function": "add_user", "agent_user": "10005", "agent_pass": "9999",
+             "agent_user_level": "1", "agent_full_name": "Pat OBrien",
+             "agent_user_group": "AGENTS"}
+
+
+@pytest.mark.parametrize("params", [
+    pytest.param({**_NEW_USER, "email": "pat.o'brien@example.com"}, id="add_user-email"),
+    pytest.param({**_NEW_USER, "agent_user": "o'brien"}, id="add_user-agent_user"),
+    pytest.param({"function": "update_user", "agent_user": "10000",
+                  "email": "o'brien@example.com"}, id="update_user-email"),
+    pytest.param({"function": "add_lead", "phone_number": "7275551213", "list_id": "1001",
+                  "comments": 'said "later"'}, id="add_lead-comments"),
+    pytest.param({"function": "add_lead", "phone_number": "7275551213", "list_id": "1001",
+                  "first_name": "Pat", "last_name": "O'Brien",
+                  "duplicate_check": "DUPNAMEPHONELIST"}, id="add_lead-dupnamephone"),
+])
+def test_a_quote_its_sql_breaks_on_answers_an_empty_500(params: dict[str, str]) -> None:
+    dialer = vicidial(users=(SandboxUser("10000", agent_pass="9999", full_name="Kept"),))
+    before = dialer.snapshot()
+    answer = _answer(dialer, **params)
+    assert (answer.status_code, answer.content) == (500, b"")
+    after = dialer.snapshot()
+    assert {k: after[k] for k in ("users", "lists", "leads")} == {
+        k: before[k] for k in ("users", "lists", "leads")}
+    assert after["calls"][-1]["outcome"] == "SQL_ERROR"
+
+
+def test_quotes_that_reach_no_sql_unescaped_are_stored() -> None:
+    dialer = vicidial(users=(SandboxUser("10000", agent_pass="9999", full_name="Kept"),))
+    answer = _answer(dialer, function="add_lead", phone_number="7275551213", list_id="1001",
+                     first_name="Pat", last_name="O'Brien", comments="it's late",
+                     duplicate_check="DUPLIST")
+    assert answer.text.startswith("SUCCESS: add_lead LEAD HAS BEEN ADDED")
+    (lead,) = dialer.snapshot()["leads"]
+    assert (lead["last_name"], lead["comments"]) == ("O'Brien", "it's late")
+    assert _answer(dialer, function="update_user", agent_user="10000",
+                   agent_full_name="Pat O'Brien").text.startswith("SUCCESS")   # ' filtered out
+    assert dialer.snapshot()["users"][0]["full_name"] == "Pat OBrien"
