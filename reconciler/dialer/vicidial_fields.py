@@ -134,16 +134,17 @@ def vicidial_rewrite(function: str, field_name: str, value: object, *,
                                 "the rest off)", text[:AGENT_USER_MAX])
         return _breaking_sql(function, field_name, text, duplicate_check)
     rule = _FILTERS.get(field_name)
+    stored = rule.apply(text) if rule is not None else text
+    # First what fails the whole call, whatever else is wrong with the value.
+    breaking = _breaking_sql(function, field_name, stored, duplicate_check)
+    if breaking is not None:
+        return breaking
     if field_name in _PIPE_KEYS and "|" in text:
         return InputRewrite(function, field_name, "reject",
                             "must not contain | (it would break VICIdial's lead look-ups)",
-                            rule.apply(text) if rule is not None else text)
-    if rule is None:
+                            stored)
+    if rule is None or stored == text:
         return None
-    stored = rule.apply(text)
-    breaking = _breaking_sql(function, field_name, stored, duplicate_check)
-    if breaking is not None or stored == text:
-        return breaking
     action: Action = rule.action
     broken = fields.check_field(function, field_name, stored)
     if action == "warn" and broken is not None and not broken.startswith("is not"):

@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from reconciler.dialer.vicidial_fields import (
@@ -153,6 +153,7 @@ def _breaks_sql(function: str, field: str, value: str, checks: tuple[str, ...] =
 @settings(max_examples=200, deadline=None)
 @given(field=st.sampled_from(_LEAD_FIELDS), value=_VALUES.map(lambda v: v + '"\\' [len(v) % 3:]),
        checks=st.sampled_from([(), ("DUPNAMEPHONELIST",), ("DUPTITLEALTPHONESYS",)]))
+@example(field="source_id", value='++|"\\', checks=())   # a pipe and a quote: the SQL dies first
 def test_the_sandbox_stores_the_lead_values_the_rules_predict(
     field: str, value: str, checks: tuple[str, ...]
 ) -> None:

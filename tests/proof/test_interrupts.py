@@ -37,18 +37,31 @@ WAIT = 60.0                   # for anything a loaded machine may be slow to do
 
 
 class GatedSandbox(SandboxDialer):
-    """The sandbox; while `gate` is closed, an `active_lists` call (planning) waits for it."""
+    """The sandbox; while `gate` is closed, an `active_lists` call (planning) waits for it, and
+    while `lead_gate` is closed, the `held_batch`-th add_multi_lead call waits before it is
+    handled: a batch on its way, its answer not yet come."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.gate = threading.Event()
+        self.gate, self.lead_gate = threading.Event(), threading.Event()
         self.gate.set()
-        self.waiting = threading.Event()
+        self.lead_gate.set()
+        self.waiting, self.lead_waiting = threading.Event(), threading.Event()
+        self.held_batch, self._batches = 0, 0
+        self._count = threading.Lock()
 
     def handle(self, incoming: Incoming) -> Answer:
-        if parse_params(incoming).get("function") == "active_lists" and not self.gate.is_set():
+        function = parse_params(incoming).get("function")
+        if function == "active_lists" and not self.gate.is_set():
             self.waiting.set()
             self.gate.wait(WAIT)
+        if function == "add_multi_lead":
+            with self._count:
+                self._batches += 1
+                held = self._batches == self.held_batch
+            if held:
+                self.lead_waiting.set()
+                self.lead_gate.wait(WAIT)
         return super().handle(incoming)
 
 
@@ -201,18 +214,20 @@ def test_a_stop_signal_while_planning_stops_at_once_and_exits_4(setup: Setup) ->
 
 
 def test_a_second_interrupt_aborts_at_once_and_still_frees_the_lease(setup: Setup) -> None:
-    # A batch takes long to answer: the first Ctrl-C waits for it, the second does not.
-    setup.sandbox.inject("latency", function="add_multi_lead", latency=3.0, times=None)
+    # The second lead batch is held on its way: the first Ctrl-C waits for it, the second not.
+    setup.sandbox.held_batch = 2
+    setup.sandbox.lead_gate.clear()
     process = setup.apply("aborted")
     try:
-        wait_for("the first lead batch to be answered",
-                 lambda: setup.calls("add_multi_lead") >= 1, WAIT)
+        wait_for("the second lead batch to be on its way", setup.sandbox.lead_waiting.is_set,
+                 WAIT)
         process.send_signal(signal.SIGINT)
         wait_for("the first Ctrl-C to be heard",
                  lambda: '"stop_requested"' in setup.output("aborted"), WAIT)
         process.send_signal(signal.SIGINT)
         code = process.wait(WAIT)
     finally:
+        setup.sandbox.lead_gate.set()         # the held batch lands late, as a real one may
         if process.poll() is None:
             process.kill()
             process.wait(10)
@@ -221,7 +236,6 @@ def test_a_second_interrupt_aborts_at_once_and_still_frees_the_lease(setup: Setu
     assert run["outcome"] == "aborted" and run["finished_at"] is not None
     assert setup.lease_holder() is None
 
-    setup.sandbox.clear_faults()
     following = setup.apply("following")
     assert following.wait(WAIT) == 0, setup.output("following")
     assert_everything_once(setup, in_doubt_allowed=True)
