@@ -69,4 +69,4 @@ def test_the_settings_and_their_loader_import_only_what_is_below_them(
 
 
 def test_dialect_names_in_the_settings_are_the_dialects_implemented() -> None:
-    assert DIALECT_NAMES == tuple(DIALECTS)
+    assert tuple(DIALECTS) == DIALECT_NAMES
