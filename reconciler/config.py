@@ -1,14 +1,20 @@
-"""Load settings once: a TOML file, then `RECONCILER_<SECTION>_<KEY>` environment overrides.
+"""Load settings once, every section the same way: a TOML file, then `RECONCILER_<SECTION>_<KEY>`
+environment overrides, each value checked against its dataclass field's type.
 
 Where the file is: `--config PATH`, else `$RECONCILER_CONFIG`, else `reconciler.toml` in the
 working directory. The dialer password never comes from the command line or the file itself:
 it is read from an environment variable (`password_env`, default `RECONCILER_DIALER_PASSWORD`)
-or a file (`password_file`). Every problem is one ConfigError naming the key.
+or a file (`password_file`); the daemon's trigger token likewise. Every problem is one
+ConfigError naming the key.
+
+This module imports only `reconciler.settings` and `reconciler.errors`, so that loading the
+settings loads neither the dialer client, nor the daemon, nor the state database.
 """
 
 from __future__ import annotations
 
 import difflib
+import math
 import os
 import tomllib
 from collections.abc import Mapping
@@ -16,21 +22,28 @@ from dataclasses import MISSING, fields
 from pathlib import Path
 from typing import Any, get_type_hints
 
-from reconciler.daemon.settings import DEFAULT_TOKEN_ENV, DaemonSettings, build_daemon_settings
-from reconciler.dialect import DIALECTS
 from reconciler.errors import ConfigError
 from reconciler.settings import (
+    DEFAULT_PASSWORD_ENV,
+    DEFAULT_TOKEN_ENV,
+    DIALECT_NAMES,
+    MIN_TOKEN_LENGTH,
+    RESOURCES,
     CrmSettings,
+    DaemonSettings,
     DialerSettings,
     GuardSettings,
+    ResourceSchedule,
+    Schedule,
     Settings,
     StateSettings,
+    checked,
+    from_text,
+    kind_of,
 )
-from reconciler.settingtypes import checked, from_text, kind_of
 
 DEFAULT_FILE = Path("reconciler.toml")
 ENV_PREFIX = "RECONCILER_"
-DEFAULT_PASSWORD_ENV = "RECONCILER_DIALER_PASSWORD"  # noqa: S105 - a variable name
 # RECONCILER_* variables that are not settings: where the file is, the secrets' default
 # variables, and the test suite's switches (README, docs/reliability.md).
 OTHER_VARIABLES = frozenset({
@@ -78,8 +91,8 @@ def load_settings(
     dialer = _build("dialer", DialerSettings, {**dialer_raw, "password": password}, path)
     if dialer.method not in ("GET", "POST"):
         raise ConfigError(f"dialer.method must be GET or POST, not {dialer.method!r}")
-    if dialer.dialect not in DIALECTS:
-        raise ConfigError(f"dialer.dialect must be one of {', '.join(DIALECTS)}, "
+    if dialer.dialect not in DIALECT_NAMES:
+        raise ConfigError(f"dialer.dialect must be one of {', '.join(DIALECT_NAMES)}, "
                           f"not {dialer.dialect!r}")
     guards = _build("guards", GuardSettings, merged["guards"], path)
     state = _build("state", StateSettings, merged["state"], path)
@@ -97,7 +110,7 @@ def load_settings(
         guards=guards,
         spec_path=base / spec,
         source_file=path if path.exists() else None,
-        daemon=build_daemon_settings(merged["daemon"], path),
+        daemon=_build_daemon(merged["daemon"], path),
     )
 
 
@@ -236,3 +249,135 @@ def _build(section: str, cls: type[Any], values: Mapping[str, Any], path: Path) 
 def _shown(name: str) -> str:
     """A name from the file on one line (line breaks escaped): an error is always one line."""
     return name if name.splitlines() in ([], [name]) else repr(name)[1:-1]
+
+
+# --- [daemon]: flat keys for the whole spec, one [daemon.schedules.<resource>] table each ------
+
+# key -> (lowest, whether the lowest itself is allowed); infinity and NaN are refused too
+_DAEMON_LIMITS: dict[str, tuple[float, bool]] = {
+    "interval": (0, False),
+    "jitter": (0, True),
+    "misfire_grace_time": (0, False),
+    "lease_ttl": (0, False),
+    "backoff_base": (0, False),
+    "backoff_max": (0, False),
+    "health_max_age": (0, False),
+    "http_port": (0, True),
+}
+_DAEMON_TEXT_KEYS = {"cron", "http_host", "trigger_token_env"}
+_SCHEDULE_KEYS = {"interval", "cron", "jitter"}
+
+
+def _build_daemon(raw: Mapping[str, Any], path: Path) -> DaemonSettings:
+    """The `[daemon]` table (after environment overrides) as settings; one error per bad key."""
+    if "trigger_token" in raw:
+        raise ConfigError(f"{path}: daemon.trigger_token must not be written in the config file; "
+                          f"use daemon.trigger_token_env or daemon.trigger_token_file")
+    known = {f.name for f in fields(DaemonSettings)}
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in known:
+            raise ConfigError(f"{path}: unknown key daemon.{key}")
+        if key == "schedules":
+            values[key] = _schedules(value, path)
+        elif key == "trigger_token_file":
+            values[key] = checked(f"daemon.{key}", Path, value) if value else None
+        elif key in _DAEMON_TEXT_KEYS:
+            values[key] = _text(f"daemon.{key}", value)
+        else:
+            values[key] = _number(f"daemon.{key}", value, integer=key == "http_port")
+    if values.get("http_port", 0) > 65535:
+        raise ConfigError(f"daemon.http_port must be at most 65535, not {values['http_port']!r}")
+    _check_schedule("daemon", raw, values)
+    return DaemonSettings(**values)
+
+
+def _schedules(raw: Any, path: Path) -> tuple[ResourceSchedule, ...]:
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{path}: [daemon.schedules] must hold tables like "
+                          f"[daemon.schedules.users]")
+    found = []
+    for resource, table in raw.items():
+        where = f"daemon.schedules.{resource}"
+        if resource not in RESOURCES:
+            raise ConfigError(f"{path}: [{where}]: unknown resource (one of "
+                              f"{', '.join(RESOURCES)})")
+        if not isinstance(table, Mapping):
+            raise ConfigError(f"{path}: [{where}] must be a table")
+        values: dict[str, Any] = {}
+        for key, value in table.items():
+            if key not in _SCHEDULE_KEYS:
+                raise ConfigError(f"{path}: unknown key {where}.{key}")
+            values[key] = (_text(f"{where}.{key}", value) if key == "cron"
+                           else _number(f"{where}.{key}", value))
+        _check_schedule(where, table, values)
+        found.append(ResourceSchedule(resource, Schedule(**values)))
+    return tuple(sorted(found, key=lambda s: RESOURCES.index(s.resource)))
+
+
+def _check_schedule(where: str, raw: Mapping[str, Any], values: Mapping[str, Any]) -> None:
+    cron = values.get("cron", "")
+    if cron and "interval" in raw:
+        raise ConfigError(f"{where}: give interval or cron, not both")
+    if cron:
+        check_crontab(f"{where}.cron", cron)
+
+
+def check_crontab(key: str, line: str) -> None:
+    # Imported here, only when a crontab line is given: the daemon's scheduler library parses
+    # the line exactly as it will run it, and nothing else loads it.
+    from apscheduler.triggers.cron import CronTrigger
+
+    parts = line.split()
+    # APScheduler 3 counts weekdays from Monday = 0, crontab from Sunday = 0: a number there
+    # would silently run on the wrong day, so only names are accepted.
+    if len(parts) == 5 and any(ch.isdigit() for ch in parts[4]):
+        raise ConfigError(f"{key}: give weekdays by name (mon-fri, sun), not by number")
+    try:
+        CronTrigger.from_crontab(line)
+    except ValueError as exc:
+        raise ConfigError(f"{key} is not a valid crontab line: {exc}") from None
+
+
+def _number(key: str, value: Any, *, integer: bool = False) -> float | int:
+    number: float | int = checked(key, int if integer else float, value)
+    low, low_ok = _DAEMON_LIMITS[key.rsplit(".", 1)[1]]
+    if math.isnan(number) or math.isinf(number) or not (number >= low if low_ok else number > low):
+        rule = f"at least {low}" if low_ok else f"greater than {low}"
+        raise ConfigError(f"{key} must be {rule}, not {value!r}")
+    return number
+
+
+def _text(key: str, value: Any) -> str:
+    text: str = checked(key, str, value)
+    return text.strip()
+
+
+def read_trigger_token(settings: DaemonSettings, environ: Mapping[str, str]) -> str | None:
+    """The bearer token for POST /trigger, or None when none is set (the trigger is off).
+
+    Read when the daemon starts, not with the other settings: no other command needs it.
+    """
+    if settings.trigger_token_file is not None:
+        where = f"daemon.trigger_token_file {settings.trigger_token_file}"
+        try:
+            token = settings.trigger_token_file.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(f"{where}: {exc.strerror}") from None
+    else:
+        where = f"${settings.trigger_token_env}"
+        token = environ.get(settings.trigger_token_env, "").strip()
+    if not token:
+        return None
+    if len(token) < MIN_TOKEN_LENGTH:
+        raise ConfigError(f"the trigger token in {where} is too short: use at least "
+                          f"{MIN_TOKEN_LENGTH} characters (for example `openssl rand -hex 32`)")
+    return token
+
+
+def check_schedules(settings: DaemonSettings, declared: frozenset[str]) -> None:
+    """Every per-resource schedule must name a resource the spec declares."""
+    for entry in settings.schedules:
+        if entry.resource not in declared:
+            raise ConfigError(f"[daemon.schedules.{entry.resource}]: the spec declares no "
+                              f"[{entry.resource}]")

@@ -24,6 +24,7 @@ from reconciler.model import (
     USER_REQUIRED_FIELDS,
     SyncPolicy,
 )
+from reconciler.settings import RESOURCES
 
 SPEC_VERSION = 1
 POLICIES = ("deactivate", "ignore")
@@ -67,6 +68,11 @@ class Spec:
     leads: ResourceSpec | None = None
     # add_lead's duplicate_check options ("DUPLIST", ...), for dialers that send leads one by one
     lead_duplicate_check: tuple[str, ...] = ()
+
+
+def spec_resources(spec: Spec) -> frozenset[str]:
+    """The resources (users, lists, leads) that a spec declares."""
+    return frozenset(name for name in RESOURCES if getattr(spec, name, None) is not None)
 
 
 _RESOURCES = {

@@ -12,9 +12,14 @@ import pytest
 
 from reconciler.cli import main
 from reconciler.config import load_settings
-from reconciler.daemon.settings import DaemonSettings
 from reconciler.errors import ConfigError
-from reconciler.settings import CrmSettings, DialerSettings, GuardSettings, StateSettings
+from reconciler.settings import (
+    CrmSettings,
+    DaemonSettings,
+    DialerSettings,
+    GuardSettings,
+    StateSettings,
+)
 
 CANARY = "Canary-pw-7f3e!"
 SECTIONS = {"dialer": DialerSettings, "crm": CrmSettings, "state": StateSettings,

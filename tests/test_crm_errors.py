@@ -22,12 +22,12 @@ from reconciler.crm import CrmUnavailable, open_crm
 from reconciler.crm_leads import stream_leads
 from reconciler.daemon.metrics import Stats
 from reconciler.daemon.runner import Runner
-from reconciler.daemon.settings import DaemonSettings
 from reconciler.engine import Context, apply_plan, gather_and_plan
 from reconciler.keyorder import CHUNK
 from reconciler.sandbox import SandboxDialer
 from reconciler.sandbox.server import start_background
 from reconciler.sandbox.wire import Answer, Incoming, parse_params
+from reconciler.settings import DaemonSettings
 from reconciler.spec import load_spec
 from reconciler.state import queries
 from tests.conftest import PostgresServer

@@ -16,10 +16,10 @@ from structlog.testing import capture_logs
 from reconciler.cli import main
 from reconciler.daemon.metrics import Stats
 from reconciler.daemon.runner import Runner
-from reconciler.daemon.settings import DaemonSettings
 from reconciler.errors import StateUnavailable
 from reconciler.sandbox import SandboxDialer
 from reconciler.sandbox.server import start_background
+from reconciler.settings import DaemonSettings
 from reconciler.state import db, queries
 from reconciler.state.leads import LeadBook
 from reconciler.state.lease import Lease

@@ -11,10 +11,10 @@ import pytest
 import sqlalchemy as sa
 
 from reconciler.cli import main
-from reconciler.daemon.settings import DaemonSettings
 from reconciler.errors import ReconcilerError
 from reconciler.sandbox import SandboxDialer
 from reconciler.sandbox.server import start_background
+from reconciler.settings import DaemonSettings
 from reconciler.state import db, queries
 from reconciler.state.lease import Lease
 from reconciler.state.schema import lead_batches

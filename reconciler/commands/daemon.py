@@ -15,13 +15,13 @@ from typing import Any
 import structlog
 
 from reconciler.commands.common import EXIT_OK, load, setup_logging
+from reconciler.config import check_schedules, read_trigger_token
 from reconciler.daemon.endpoint import Endpoint
 from reconciler.daemon.outage import install_hold_back
-from reconciler.daemon.runner import spec_resources
 from reconciler.daemon.scheduler import Daemon
-from reconciler.daemon.settings import check_schedules, read_trigger_token
 from reconciler.errors import ConfigError
 from reconciler.runtime import open_context
+from reconciler.spec import spec_resources
 
 log = structlog.get_logger()
 

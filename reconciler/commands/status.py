@@ -16,11 +16,9 @@ from typing import Any
 import sqlalchemy as sa
 
 from reconciler.commands.common import EXIT_OK, count_at_least_one, load
-from reconciler.daemon.runner import spec_resources
-from reconciler.daemon.settings import RESOURCES
 from reconciler.errors import SpecError
-from reconciler.settings import Settings
-from reconciler.spec import load_spec
+from reconciler.settings import RESOURCES, Settings
+from reconciler.spec import load_spec, spec_resources
 from reconciler.state import db, queries
 
 # Runs that cover every resource of the spec; `daemon-<resource>` covers one.

@@ -1,6 +1,5 @@
 """`reconciler daemon`: scheduled reconciliation that runs for months.
 
-- `settings`   the `[daemon]` section: schedules, backoff, lease, HTTP endpoint;
 - `runner`     one guarded run: lease, gather, plan, guards, apply, outage handling;
 - `heartbeat`  renews the write lease from its own thread during a run;
 - `outage`     capped exponential backoff between failing runs, logged once per outage;
@@ -8,5 +7,6 @@
 - `metrics`    in-process counters and the Prometheus text format;
 - `endpoint`   /healthz, /metrics and POST /trigger on loopback.
 
-This package's `__init__` imports nothing: `reconciler.settings` imports `daemon.settings`.
+Its settings (the `[daemon]` section) are `reconciler.settings.DaemonSettings`, loaded with every
+other section by `reconciler.config`; nothing below this package imports it.
 """

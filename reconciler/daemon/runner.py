@@ -23,20 +23,15 @@ from reconciler.crm import CrmUnavailable
 from reconciler.daemon.heartbeat import Heartbeat
 from reconciler.daemon.metrics import Stats
 from reconciler.daemon.outage import OUTAGE_KNOWN, Backoff, OutageWatch, one_line
-from reconciler.daemon.settings import RESOURCES, DaemonSettings
 from reconciler.engine import Context, apply_plan, fill_in_lead_phones, gather_and_plan
 from reconciler.errors import DialerUnavailable, LeaseLost, StateError
 from reconciler.plan import GuardBreach
+from reconciler.settings import RESOURCES, DaemonSettings
 from reconciler.spec import Spec
 from reconciler.state import queries
 from reconciler.state.lease import Lease
 
 log = structlog.get_logger()
-
-
-def spec_resources(spec: Spec) -> frozenset[str]:
-    """The resources (users, lists, leads) that a spec declares."""
-    return frozenset(name for name in RESOURCES if getattr(spec, name, None) is not None)
 
 
 def restrict_spec(spec: Spec, only: frozenset[str]) -> Spec:

@@ -43,9 +43,10 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from reconciler.daemon.metrics import Stats
-from reconciler.daemon.runner import Runner, run_kind, spec_resources
-from reconciler.daemon.settings import DaemonSettings, Schedule
+from reconciler.daemon.runner import Runner, run_kind
 from reconciler.engine import Context
+from reconciler.settings import DaemonSettings, Schedule
+from reconciler.spec import spec_resources
 
 log = structlog.get_logger()
 

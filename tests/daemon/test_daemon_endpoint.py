@@ -15,9 +15,9 @@ import sqlalchemy as sa
 from reconciler.daemon.endpoint import Endpoint
 from reconciler.daemon.metrics import Family, render
 from reconciler.daemon.scheduler import Daemon
-from reconciler.daemon.settings import DaemonSettings
 from reconciler.engine import Context
 from reconciler.sandbox import SandboxDialer
+from reconciler.settings import DaemonSettings
 from tests.helpers import agent, engine_context, make_crm
 
 TOKEN = "crm-hook-" + "7" * 32

@@ -23,13 +23,12 @@ from reconciler.daemon.outage import (
     hold_back_repeats,
     install_hold_back,
 )
-from reconciler.daemon.runner import Runner, restrict_spec, run_kind, spec_resources
-from reconciler.daemon.settings import DaemonSettings
+from reconciler.daemon.runner import Runner, restrict_spec, run_kind
 from reconciler.engine import Context
 from reconciler.errors import LeaseLost
 from reconciler.sandbox import SandboxDialer
-from reconciler.settings import GuardSettings
-from reconciler.spec import load_spec
+from reconciler.settings import DaemonSettings, GuardSettings
+from reconciler.spec import load_spec, spec_resources
 from reconciler.state import queries
 from reconciler.state.lease import Lease, break_lease
 from reconciler.state.schema import leases

@@ -7,15 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.config import load_settings
-from reconciler.daemon.settings import (
-    DaemonSettings,
-    ResourceSchedule,
-    Schedule,
-    check_schedules,
-    read_trigger_token,
-)
+from reconciler.config import check_schedules, load_settings, read_trigger_token
 from reconciler.errors import ConfigError
+from reconciler.settings import DaemonSettings, ResourceSchedule, Schedule
 
 BASE = """
 [dialer]

@@ -34,7 +34,6 @@ from reconciler.commands import common
 from reconciler.config import load_settings
 from reconciler.daemon.endpoint import Endpoint
 from reconciler.daemon.scheduler import Daemon
-from reconciler.daemon.settings import DaemonSettings
 from reconciler.dialer.client import DialerClient
 from reconciler.engine import apply_plan, gather_and_plan
 from reconciler.errors import DialerError, DialerRefused, ReconcilerError
@@ -42,7 +41,7 @@ from reconciler.logs import configure_logging
 from reconciler.runtime import open_context
 from reconciler.sandbox import ApiUser, SandboxData, SandboxDialer, SandboxList
 from reconciler.sandbox.server import start_background
-from reconciler.settings import DialerSettings
+from reconciler.settings import DaemonSettings, DialerSettings
 from reconciler.state import db
 from tests.helpers import EXAMPLE_SPEC, agent, crm_execute, make_crm
 from tests.proof.support import (
