@@ -1,8 +1,9 @@
 """Dialer dialects: what each kind of dialer can do, and the one place that knows their names.
 
 The planner and the engine never ask which dialer they talk to, only what it can do
-(`Capabilities`). The client a dialect builds offers the calls its capabilities promise; the
-protocols below name those calls; a client is checked for them (`lacking`) before one is made.
+(`Capabilities`). The client a dialect builds is a reconciler.ports.DialerPort whose optional
+facets are exactly those its capabilities claim (tests/dialer/test_capabilities.py holds each
+client to it).
 
 Besides the capabilities, a dialect judges CRM values before anything is sent (`check`: the API's
 field rules, plus what VICIdial would silently rewrite and we refuse) and says what the dialer
@@ -13,28 +14,20 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Protocol
 
 import httpx
 
-from reconciler.dialer.client import DialerClient
-from reconciler.dialer.fields import FieldValue, check_field, lead_problems
-from reconciler.dialer.requests import Lead
+from reconciler.dialer.client import ElisionClient
+from reconciler.dialer.fields import check_field, lead_problems
 from reconciler.dialer.vicidial_client import VicidialClient
 from reconciler.dialer.vicidial_fields import (
     vicidial_input_problems,
     vicidial_rewrite,
     vicidial_stored,
 )
-from reconciler.dialer.vicidial_replies import (
-    LeadAdded,
-    LeadFound,
-    ListInfo,
-    ListUpdated,
-    UserDetails,
-)
-from reconciler.errors import DialerRefused
 from reconciler.model import Capabilities
+from reconciler.ports import DialerPort
 from reconciler.settings import DialerSettings
 
 # function, field, value -> the rule it breaks, or None
@@ -50,45 +43,7 @@ class InputCheck(Protocol):
 
 # function, field, value -> what the dialer stores
 Stored = Callable[[str, str, str], str]
-ClientFactory = Callable[[DialerSettings, httpx.BaseTransport | None], DialerClient]
-
-
-# --- what a client of a capable dialect offers -------------------------------------------------
-
-
-@runtime_checkable
-class ReadsUsers(Protocol):
-    def user_details(self, agent_user: FieldValue) -> UserDetails: ...
-
-
-@runtime_checkable
-class ReadsLists(Protocol):
-    def list_info(self, list_id: FieldValue, *, leads_counts: bool = False) -> ListInfo: ...
-
-
-@runtime_checkable
-class UpdatesLists(Protocol):
-    def update_list(self, list_id: FieldValue, **changes: FieldValue) -> ListUpdated: ...
-
-
-@runtime_checkable
-class SendsOneLead(Protocol):
-    def add_lead(self, lead: Lead, *, duplicate_check: Sequence[str] = (),
-                 list_exists_check: bool = True) -> LeadAdded: ...
-
-
-@runtime_checkable
-class LooksUpLeads(Protocol):
-    def find_lead(self, phone_number: FieldValue, *, list_id: FieldValue,
-                  vendor_lead_code: FieldValue) -> tuple[LeadFound, ...]: ...
-
-    def lead_all_info(self, *, lead_id: FieldValue | None = None,
-                      phone_number: FieldValue | None = None) -> tuple[LeadFound, ...]: ...
-
-
-def lacking(function: str) -> DialerRefused:
-    """For a client without a call its dialect's capabilities promise: a configuration error."""
-    return DialerRefused(f"{function}: this dialer's client cannot do it", function=function)
+ClientFactory = Callable[[DialerSettings, httpx.BaseTransport | None], DialerPort]
 
 
 # --- dialects ----------------------------------------------------------------------------------
@@ -104,7 +59,7 @@ class Dialect:
     rewrite_warning: Check | None = None     # how a value it accepts is altered, or None
 
     def client(self, settings: DialerSettings,
-               transport: httpx.BaseTransport | None = None) -> DialerClient:
+               transport: httpx.BaseTransport | None = None) -> DialerPort:
         return self.make_client(settings, transport)
 
     def check(self, function: str, field: str, value: object) -> str | None:
@@ -149,7 +104,7 @@ def _vicidial_warning(function: str, field: str, value: object) -> str | None:
 ELISION = Dialect(
     name="elision",
     capabilities=Capabilities(),
-    make_client=lambda settings, transport: DialerClient(settings, transport=transport),
+    make_client=lambda settings, transport: ElisionClient(settings, transport=transport),
 )
 VICIDIAL = Dialect(
     name="vicidial",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 
 import sqlalchemy as sa
 import structlog
@@ -16,8 +16,7 @@ import structlog
 from reconciler import backoff, leadflow, leadphones, leadsettle, planner
 from reconciler.crm import CrmUnavailable, read_desired
 from reconciler.crm_leads import lead_list_ids
-from reconciler.dialect import ELISION, Dialect
-from reconciler.dialer.client import DialerClient
+from reconciler.dialect import Dialect
 from reconciler.digests import keyed_digest
 from reconciler.errors import PlanRefused, ReconcilerError, StateError
 from reconciler.executor import Executor, RunReport
@@ -25,6 +24,7 @@ from reconciler.leadplan import LeadContext
 from reconciler.model import Desired, Observed, Recorded
 from reconciler.observe import observe
 from reconciler.plan import AddLeads, Basis, Note, Plan, sealed
+from reconciler.ports import DialerPort
 from reconciler.settings import Settings
 from reconciler.spec import Spec
 from reconciler.state.leads import LeadBook, LeadSettlement
@@ -41,9 +41,9 @@ class Context:
     spec: Spec
     store: StateStore
     crm: sa.Engine
-    dialer: DialerClient
+    dialer: DialerPort
     digest_key: bytes
-    dialect: Dialect = field(default=ELISION)   # what the dialer can do; builds `dialer`
+    dialect: Dialect           # what the dialer can do; built `dialer`
 
 
 @dataclass(frozen=True)

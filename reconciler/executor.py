@@ -15,8 +15,6 @@ from typing import Any
 import structlog
 
 from reconciler import backoff, leadsettle
-from reconciler.dialect import UpdatesLists, lacking
-from reconciler.dialer.client import DialerClient
 from reconciler.errors import (
     AlreadyExists,
     DialerError,
@@ -38,6 +36,7 @@ from reconciler.plan import (
     UpdateList,
     UpdateUser,
 )
+from reconciler.ports import DialerPort, lacking
 from reconciler.state.leads import LeadBook
 from reconciler.state.store import ShadowEffect, StateStore, StepWriter
 
@@ -84,7 +83,7 @@ class RunReport:
 
 
 class Executor:
-    def __init__(self, api: DialerClient, store: StateStore, desired: Desired,
+    def __init__(self, api: DialerPort, store: StateStore, desired: Desired,
                  run_id: str, keep_going: Callable[[], bool] | None = None,
                  owned_fields: tuple[str, ...] = USER_FIELDS) -> None:
         self.api, self.store, self.desired, self.run_id = api, store, desired, run_id
@@ -190,10 +189,11 @@ class Executor:
 
     def _update_list(self, op: UpdateList) -> StepResult:
         changes = {c.field: str(c.new) for c in op.changes}
-        if not isinstance(self.api, UpdatesLists):
+        updater = self.api.list_updater     # planned only for a dialect that has update_list
+        if updater is None:
             raise lacking("update_list")
         try:
-            self.api.update_list(op.list_id, **changes)
+            updater.update_list(op.list_id, **changes)
         except DoesNotExist:
             # Gone from the dialer since the plan (deleted by hand): create it again.
             want = self.desired.lists.get(op.list_id)

@@ -15,7 +15,6 @@ from typing import Any
 import structlog
 from rich.console import Console
 
-from reconciler.dialer.client import DialerClient
 from reconciler.errors import (
     DialerError,
     DialerInDoubt,
@@ -29,6 +28,7 @@ from reconciler.executor import RunReport
 from reconciler.leadplan import LeadBatch, LeadEvent
 from reconciler.logs import terminal
 from reconciler.plan import AddLeads
+from reconciler.ports import DialerPort, lacking
 from reconciler.state.leads import LeadBook, LeadResult
 
 log = structlog.get_logger()
@@ -39,7 +39,7 @@ Progress = Callable[[int], None]
 class LeadSender:
     intent_status = "pending"          # a batch sent whole: each of its leads may be sent
 
-    def __init__(self, client: DialerClient, book: LeadBook, run_id: str, report: RunReport,
+    def __init__(self, client: DialerPort, book: LeadBook, run_id: str, report: RunReport,
                  *, blocked_lists: Mapping[str, str], keep_going: Callable[[], bool],
                  progress: Progress | None = None) -> None:
         self.client, self.book, self.run_id, self.report = client, book, run_id, report
@@ -87,7 +87,10 @@ class LeadSender:
         if batch_id is None:
             return True
         try:
-            outcomes = self.client.add_multi_lead([fields for _, fields, _ in batch.items])
+            sender = self.client.lead_batch_sender
+            if sender is None:
+                raise lacking("add_multi_lead")
+            outcomes = sender.add_multi_lead([fields for _, fields, _ in batch.items])
         except DialerInDoubt as exc:
             self.book.record_outcome(batch_id, [LeadResult(k, "in_doubt") for k in batch.keys],
                                      "in_doubt", str(exc))

@@ -17,9 +17,9 @@ import sqlalchemy as sa
 
 from reconciler.batching import BatchLimits
 from reconciler.crm_leads import LeadMapper, shared_phones_later, stream_leads
-from reconciler.dialect import ELISION, Dialect
+from reconciler.dialect import Dialect
 from reconciler.dialer import requests
-from reconciler.dialer.client import DialerClient, encoded_size, login_of
+from reconciler.dialer.transport import encoded_size, login_of
 from reconciler.executor import RunReport
 from reconciler.leadexec import LeadSender, progress_bar
 from reconciler.leadplan import CHANGED, LeadBatch, LeadContext, LeadDrift, LeadEvent, LeadTotals
@@ -28,6 +28,7 @@ from reconciler.leadsettle import as_recorded
 from reconciler.leadsingle import OneByOneSender
 from reconciler.model import Desired, Observed, Recorded
 from reconciler.plan import REJECTED_EARLIER, AddLeads, AddList, AdoptList, Note, Plan, Reject
+from reconciler.ports import DialerPort
 from reconciler.settings import DialerSettings
 from reconciler.spec import ResourceSpec
 from reconciler.state.leads import LeadBook, LeadSettlement
@@ -46,7 +47,7 @@ class LeadPart:
 
 def lead_context(settings: DialerSettings, crm: sa.Engine, resource: ResourceSpec, plan: Plan,
                  desired: Desired, recorded: Recorded, observed: Observed,
-                 keep_first_phone: bool, dialect: Dialect = ELISION,
+                 keep_first_phone: bool, dialect: Dialect,
                  book: LeadBook | None = None,
                  duplicate_check: tuple[str, ...] = ()) -> LeadContext:
     planned = {op.list_id for op in plan.ops if isinstance(op, (AddList, AdoptList))}
@@ -123,9 +124,9 @@ def with_leads(plan: Plan, part: LeadPart) -> Plan:
                    lead_counts=part.counts)
 
 
-def send_leads(client: DialerClient, book: LeadBook, stream: Iterator[LeadEvent], plan: Plan,
+def send_leads(client: DialerPort, book: LeadBook, stream: Iterator[LeadEvent], plan: Plan,
                report: RunReport, keep_going: Callable[[], bool], *,
-               dialect: Dialect = ELISION, concurrency: int = 1,
+               dialect: Dialect, concurrency: int = 1,
                duplicate_check: tuple[str, ...] = ()) -> None:
     planned = [op for op in plan.ops if isinstance(op, AddLeads)]
     if not planned:

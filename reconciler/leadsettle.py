@@ -28,11 +28,10 @@ import sqlalchemy as sa
 import structlog
 
 from reconciler.crm_leads import LeadMapper, stream_leads
-from reconciler.dialect import LooksUpLeads, lacking
-from reconciler.dialer.client import DialerClient
 from reconciler.errors import DialerError, DialerUnavailable
 from reconciler.model import UNCERTAIN_LEAD_STATUSES, DesiredLead, RecordedLead
 from reconciler.plan import Plan, SettleLeads
+from reconciler.ports import DialerPort, lacking
 from reconciler.settings import DialerSettings
 from reconciler.spec import ResourceSpec
 from reconciler.state.leads import DoubtfulLead, LeadBook, LeadSettlement
@@ -56,13 +55,14 @@ def landing_window(dialer: DialerSettings) -> timedelta:
     return timedelta(seconds=connecting + 2 * dialer.read_timeout + CLOCK_MARGIN_S)
 
 
-def look_up(client: DialerClient, crm: sa.Engine, resource: ResourceSpec, book: LeadBook,
+def look_up(client: DialerPort, crm: sa.Engine, resource: ResourceSpec, book: LeadBook,
             window: timedelta) -> tuple[LeadSettlement, ...]:
     """Look every settleable in-doubt lead up on the dialer. Reads only."""
     doubtful = {d.key: d for d in book.doubtful_leads(now() - window)}
     if not doubtful:
         return ()
-    if not isinstance(client, LooksUpLeads):
+    finder = client.lead_finder
+    if finder is None:
         raise lacking("lead_all_info")
     mapper = LeadMapper(resource)
     rows = _crm_rows(crm, resource, mapper, doubtful.keys())
@@ -74,7 +74,7 @@ def look_up(client: DialerClient, crm: sa.Engine, resource: ResourceSpec, book: 
             continue
         phone, code = wanted
         try:
-            matches = client.find_lead(phone, list_id=lead.list_id, vendor_lead_code=code)
+            matches = finder.find_lead(phone, list_id=lead.list_id, vendor_lead_code=code)
         except DialerUnavailable as exc:
             log.warning("lead_lookup_failed", key=key, error=str(exc))
             break                                # the dialer is away: look again next run

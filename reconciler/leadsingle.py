@@ -23,8 +23,6 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from itertools import islice
 
-from reconciler.dialect import LooksUpLeads, SendsOneLead, lacking
-from reconciler.dialer.client import DialerClient
 from reconciler.dialer.vicidial_replies import DuplicateLead
 from reconciler.errors import (
     DialerError,
@@ -39,6 +37,7 @@ from reconciler.executor import RunReport
 from reconciler.leadexec import LeadSender, Progress
 from reconciler.leadplan import LeadBatch, LeadEvent
 from reconciler.plan import AddLeads
+from reconciler.ports import DialerPort, lacking
 from reconciler.state.leads import LeadBook, LeadResult
 
 # A worker's answer: the lead's result (None: nothing reached the dialer) and, when the run
@@ -50,16 +49,17 @@ class OneByOneSender(LeadSender):
     pool: ThreadPoolExecutor
     intent_status = "queued"           # not sent until marked `sending`, one by one
 
-    def __init__(self, client: DialerClient, book: LeadBook, run_id: str, report: RunReport,
+    def __init__(self, client: DialerPort, book: LeadBook, run_id: str, report: RunReport,
                  *, blocked_lists: Mapping[str, str], keep_going: Callable[[], bool],
                  progress: Progress | None = None, concurrency: int = 4,
                  duplicate_check: Sequence[str] = ()) -> None:
         super().__init__(client, book, run_id, report, blocked_lists=blocked_lists,
                          keep_going=keep_going, progress=progress)
-        if not isinstance(client, SendsOneLead):
+        sender = client.lead_sender
+        if sender is None:
             raise lacking("add_lead")
-        self.sender = client
-        self.finder = client if isinstance(client, LooksUpLeads) else None
+        self.sender = sender
+        self.finder = client.lead_finder        # settles a duplicate that is ours, when it can
         self.concurrency = concurrency
         self.duplicate_check = tuple(duplicate_check)
 

@@ -13,17 +13,16 @@ from collections.abc import Iterable
 
 import structlog
 
-from reconciler.dialect import ReadsLists, ReadsUsers, lacking
-from reconciler.dialer.client import DialerClient
 from reconciler.errors import DialerError, DoesNotExist
 from reconciler.model import Capabilities, Observed, ObservedList, ObservedUser
+from reconciler.ports import DialerPort, lacking
 
 log = structlog.get_logger()
 
 
 def observe(
-    dialer: DialerClient,
-    capabilities: Capabilities = Capabilities(),
+    dialer: DialerPort,
+    capabilities: Capabilities,
     *,
     list_ids: Iterable[str] | None = (),
     agent_users: Iterable[str] | None = None,
@@ -38,7 +37,10 @@ def observe(
             function = "list_info"
             lists = _lists_one_by_one(dialer, list_ids)
         elif list_ids is not None:
-            answer = dialer.active_lists()
+            reader = dialer.active_list_reader
+            if reader is None:
+                raise lacking("active_lists")
+            answer = reader.active_lists()
             lists = {a.list_id: ObservedList(a.list_id, a.list_name, a.campaign_id)
                      for a in answer.lists}
             unparsed = tuple(answer.unparsed)
@@ -52,13 +54,14 @@ def observe(
     return Observed(lists, unparsed=unparsed, users=users)
 
 
-def _lists_one_by_one(dialer: DialerClient, list_ids: Iterable[str]) -> dict[str, ObservedList]:
-    if not isinstance(dialer, ReadsLists):
+def _lists_one_by_one(dialer: DialerPort, list_ids: Iterable[str]) -> dict[str, ObservedList]:
+    reader = dialer.list_reader
+    if reader is None:
         raise lacking("list_info")
     lists: dict[str, ObservedList] = {}
     for list_id in sorted(set(list_ids)):
         try:
-            info = dialer.list_info(list_id)
+            info = reader.list_info(list_id)
         except DoesNotExist:
             continue
         lists[list_id] = ObservedList(list_id, info.list_name, info.campaign_id,
@@ -66,13 +69,14 @@ def _lists_one_by_one(dialer: DialerClient, list_ids: Iterable[str]) -> dict[str
     return lists
 
 
-def _users(dialer: DialerClient, agent_users: Iterable[str]) -> dict[str, ObservedUser]:
-    if not isinstance(dialer, ReadsUsers):
+def _users(dialer: DialerPort, agent_users: Iterable[str]) -> dict[str, ObservedUser]:
+    reader = dialer.user_reader
+    if reader is None:
         raise lacking("user_details")
     users: dict[str, ObservedUser] = {}
     for agent_user in sorted(set(agent_users)):
         try:
-            details = dialer.user_details(agent_user)
+            details = reader.user_details(agent_user)
         except DoesNotExist:
             continue
         users[agent_user] = ObservedUser(agent_user, {

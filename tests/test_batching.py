@@ -9,7 +9,8 @@ from hypothesis import strategies as st
 
 from reconciler.batching import COMMA_BYTES, BatchLimits, OpenBatch, lead_cost
 from reconciler.dialer import requests
-from reconciler.dialer.client import encoded_size, lead_batches, login_of
+from reconciler.dialer.client import lead_batches
+from reconciler.dialer.transport import encoded_size, login_of
 from tests.helpers import dialer_settings
 
 # Any text the field rules accept: no control characters or line separators.

@@ -64,8 +64,9 @@ _RETRY_AFTER_SECONDS = re.compile(r"^\s*(\d{1,9}(?:\.\d+)?)\s*$")
 # Functions whose "<object> DOES NOT EXIST" means the object the call is about is missing, as
 # opposed to something it refers to ("USER GROUP DOES NOT EXIST", "campaign does not exist").
 _SUBJECT_OF = {"update_user": "user", "list_info": "list"}
-# Positions of echoed passwords in plain-text data, by function.
-_SECRET_POSITIONS = {"add_user": (2,)}
+# Positions of echoed passwords in plain-text data, by function (both dialects: add_user echoes
+# agent_pass after the agent_user, in its success and its required-fields error alike).
+SECRET_POSITIONS = {"add_user": (2,)}
 _UNREADABLE = object()
 
 
@@ -234,7 +235,7 @@ def raise_plain_error(line: PlainLine) -> NoReturn:
 
 def _parse_plain(context: _Context, lines: list[str]) -> Reply:
     line = read_plain_line(context.function, lines, context.secrets,
-                           _SECRET_POSITIONS.get(context.function, ()))
+                           SECRET_POSITIONS.get(context.function, ()))
     if not line.succeeded:
         raise_plain_error(line)
     return _plain_success(_Context(line.function, frozenset(), line.excerpt), line.message,

@@ -1,15 +1,16 @@
-"""VicidialClient: the DialerClient transport and retries, speaking VICIdial's NON-AGENT API.
+"""VicidialClient: stock VICIdial's NON-AGENT API over the shared transport.
 
-What it changes from DialerClient:
+What is VICIdial's own:
 - answers are read by `parse_vicidial_response` (plain text everywhere, `: |` error data, bare
   data rows for the reads);
 - every request is first checked against VICIdial's silent input rewrites: a value the dialer
   would alter in a way we refuse (a password, a key), or that would break its SQL (an empty
   HTTP 500), raises FieldInvalid before anything is sent;
-- active_lists and add_multi_lead do not exist there and are refused without a call;
+- it has no active_lists and no add_multi_lead: those facets of the port are None, and lists are
+  read one by one, leads sent one by one;
 - reads (version, user_details, list_info, lead_search, lead_all_info) and update_list are
-  resent after an unclear failure; add_lead never is (client.RESENDABLE): a lead whose answer was
-  lost raises DialerInDoubt, and `find_lead` tells afterwards whether it landed.
+  resent after an unclear failure; add_lead never is (RESENDABLE): a lead whose answer was lost
+  raises DialerInDoubt, and `find_lead` tells afterwards whether it landed.
 """
 
 from __future__ import annotations
@@ -17,16 +18,16 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import NoReturn, TypeVar
+from typing import NoReturn
 
 import httpx
 import structlog
 
 from reconciler.dialer import vicidial_requests as build
-from reconciler.dialer.client import DialerClient
+from reconciler.dialer.base import SharedVerbs
 from reconciler.dialer.fields import FieldValue
-from reconciler.dialer.replies import ActiveLists, LeadOutcome
 from reconciler.dialer.requests import DialerRequest, Lead
+from reconciler.dialer.transport import Transport, expect, login_of
 from reconciler.dialer.vicidial_fields import (
     vicidial_login_problems,
     vicidial_rewrite,
@@ -47,7 +48,6 @@ from reconciler.errors import (
     ConfigError,
     DialerInDoubt,
     DialerMalformed,
-    DialerRefused,
     DoesNotExist,
     FieldInvalid,
 )
@@ -55,11 +55,21 @@ from reconciler.settings import DialerSettings
 
 log = structlog.get_logger()
 
-_R = TypeVar("_R")
+# Functions that may be sent again after an unclear failure: the writes that set an object to
+# values, and the reads. add_lead is not: a lead sent twice is a lead called twice.
+RESENDABLE = frozenset({"add_user", "update_user", "add_list", "update_list", "version",
+                        "user_details", "list_info", "lead_search", "lead_all_info"})
+# Writes of one object. Stock VICIdial's SQL breaks on some values (a quote) with an empty HTTP
+# 500: all 500s on one, while the dialer answers a probe, fail that object alone.
+ROW_WRITES = frozenset({"add_user", "update_user", "add_list", "update_list"})
 _LOGIN_PARAMS = frozenset({"source", "user", "pass", "function"})
 
 
-class VicidialClient(DialerClient):
+def parse_vicidial(request: DialerRequest, status: int, body: bytes) -> object:
+    return parse_vicidial_response(request.function, status, body, request.secrets)
+
+
+class VicidialClient(SharedVerbs):
     """Talks to one VICIdial server (`.../vicidial/non_agent_api.php`)."""
 
     def __init__(
@@ -72,21 +82,46 @@ class VicidialClient(DialerClient):
         if broken is not None:
             key = {"user": "dialer.user", "pass": "dialer.password"}[broken[0]]
             raise ConfigError(f"{key} {broken[1]}: every call would fail to log in")
-        super().__init__(settings, transport, sleep)
+        super().__init__(login_of(settings), Transport(
+            settings, parse=parse_vicidial, resendable=RESENDABLE, row_writes=ROW_WRITES,
+            transport=transport, sleep=sleep))
 
-    def __enter__(self) -> VicidialClient:
+    # --- the optional verbs it has (reconciler.ports) -------------------------------------------
+
+    @property
+    def user_reader(self) -> VicidialClient:
         return self
+
+    @property
+    def list_reader(self) -> VicidialClient:
+        return self
+
+    @property
+    def list_updater(self) -> VicidialClient:
+        return self
+
+    @property
+    def lead_sender(self) -> VicidialClient:
+        return self
+
+    @property
+    def lead_finder(self) -> VicidialClient:
+        return self
+
+    # Not in VICIdial's API: lists are read one by one, leads sent one by one.
+    active_list_reader: None = None
+    lead_batch_sender: None = None
 
     # --- reads --------------------------------------------------------------------------------
 
     def version(self) -> VersionInfo:
         request = build.build_version()
-        return _expect(self._call(request), VersionInfo, request)
+        return expect(self._call(request), VersionInfo, request)
 
     def user_details(self, agent_user: FieldValue) -> UserDetails:
         """The agent as the dialer holds it; DoesNotExist when there is no such user."""
         request = build.build_user_details(self._login, agent_user)
-        reply = _expect(self._call(request), UserDetails, request)
+        reply = expect(self._call(request), UserDetails, request)
         if reply.agent_user != str(agent_user):
             _mismatch(request, "another user")
         return reply
@@ -94,7 +129,7 @@ class VicidialClient(DialerClient):
     def list_info(self, list_id: FieldValue, *, leads_counts: bool = False) -> ListInfo:
         """The list as the dialer holds it; DoesNotExist when there is no such list."""
         request = build.build_list_info(self._login, list_id, leads_counts=leads_counts)
-        reply = _expect(self._call(request), ListInfo, request)
+        reply = expect(self._call(request), ListInfo, request)
         if reply.list_id != str(list_id):
             _mismatch(request, "another list")
         return reply
@@ -105,7 +140,7 @@ class VicidialClient(DialerClient):
         """Lead ids per phone number, newest first; a number nobody has maps to no ids."""
         request = build.build_lead_search(self._login, phone_numbers, records=records)
         try:
-            return _expect(self._call(request), LeadSearch, request)
+            return expect(self._call(request), LeadSearch, request)
         except DoesNotExist:   # "NO MATCHES FOUND IN THE SYSTEM"
             return LeadSearch(tuple(PhoneMatches(str(p), ()) for p in phone_numbers))
 
@@ -116,7 +151,7 @@ class VicidialClient(DialerClient):
         request = build.build_lead_all_info(self._login, lead_id=lead_id,
                                             phone_number=phone_number)
         try:
-            return _expect(self._call(request), LeadsFound, request).leads
+            return expect(self._call(request), LeadsFound, request).leads
         except DoesNotExist:   # "LEAD NOT FOUND"
             return ()
 
@@ -137,7 +172,7 @@ class VicidialClient(DialerClient):
     def update_list(self, list_id: FieldValue, **changes: FieldValue) -> ListUpdated:
         """Change list_name, campaign_id and/or active; DoesNotExist when there is no such list."""
         request = build.build_update_list(self._login, list_id, changes)
-        return _expect(self._call(request), ListUpdated, request)
+        return expect(self._call(request), ListUpdated, request)
 
     def add_lead(
         self, lead: Lead, *, duplicate_check: Sequence[str] = (), list_exists_check: bool = True
@@ -147,30 +182,16 @@ class VicidialClient(DialerClient):
         request = replace(build.build_add_lead(self._login, lead, duplicate_check=duplicate_check,
                                                list_exists_check=list_exists_check),
                           lead_count=1)
-        reply = _expect(self._call(request), LeadAdded, request)
+        reply = expect(self._call(request), LeadAdded, request)
         if reply.list_id != str(lead["list_id"]):
             raise DialerInDoubt(
                 "add_lead: the dialer's answer names another list; the lead's outcome is unknown",
                 function="add_lead")
         return reply
 
-    # --- what VICIdial does not have ----------------------------------------------------------
-
-    def active_lists(self) -> ActiveLists:
-        _absent("active_lists", "read each managed list with list_info")
-
-    def add_multi_lead(self, leads: Sequence[Lead]) -> list[LeadOutcome]:
-        _absent("add_multi_lead", "send leads one by one with add_lead")
-
-    # --- transport hooks ----------------------------------------------------------------------
-
     def _call(self, request: DialerRequest) -> object:
         _refuse_rewrites(request)
         return super()._call(request)
-
-    def _parse(self, request: DialerRequest, response: httpx.Response) -> object:
-        return parse_vicidial_response(request.function, response.status_code,
-                                       response.content, request.secrets)
 
 
 def _refuse_rewrites(request: DialerRequest) -> None:
@@ -191,18 +212,7 @@ def _refuse_rewrites(request: DialerRequest) -> None:
         log.info("dialer_input_rewritten", function=request.function, fields=rewritten)
 
 
-def _expect(reply: object, kind: type[_R], request: DialerRequest) -> _R:
-    if not isinstance(reply, kind):
-        raise DialerMalformed(f"{request.function}: unexpected kind of answer",
-                              function=request.function)
-    return reply
-
-
 def _mismatch(request: DialerRequest, what: str) -> NoReturn:
     raise DialerMalformed(f"{request.function}: the dialer's answer is about {what}",
                           function=request.function)
 
-
-def _absent(function: str, instead: str) -> NoReturn:
-    raise DialerRefused(f"{function}: VICIdial has no such function; {instead}",
-                        function=function)

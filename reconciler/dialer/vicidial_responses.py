@@ -21,6 +21,7 @@ from typing import NoReturn
 
 from reconciler.dialer.replies import ListAdded, Reply, UserAdded, UserUpdated
 from reconciler.dialer.responses import (
+    SECRET_POSITIONS,
     PlainLine,
     answer_lines,
     parse_response,
@@ -61,9 +62,6 @@ _DATA_FUNCTIONS = {
     "user_details": USER_DETAILS_COLUMNS, "list_info": LIST_INFO_COLUMNS,
     "lead_search": LEAD_SEARCH_COLUMNS, "lead_all_info": LEAD_ALL_INFO_COLUMNS,
 }
-# Data positions of echoed passwords: add_user's answers echo agent_pass after the agent_user,
-# the success and the required-fields error alike (`|apiuser|10003|9999|1||AGENTS`).
-_SECRET_POSITIONS = {"add_user": (2,)}
 
 # ERROR messages (lower case, function name removed) that mean "the object is not there".
 _NOT_FOUND = ("user not found", "lead not found", "no matches found in the system",
@@ -95,7 +93,7 @@ def parse_vicidial_response(
                              function=function, excerpt=notices[0])
     rest = lines[start:]   # a status line stops at the next NOTICE line; data rows skip them
     if _STATUS.match(rest[0]):
-        line = read_plain_line(function, rest, secrets, _SECRET_POSITIONS.get(function, ()))
+        line = read_plain_line(function, rest, secrets, SECRET_POSITIONS.get(function, ()))
         if not line.succeeded:
             _raise_error(line)
         return _success(line, notices)

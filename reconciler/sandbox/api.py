@@ -55,43 +55,27 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any
 
+from reconciler.sandbox.shared import (
+    ERROR,
+    LEAD_COLUMNS,
+    PARTIAL,
+    SUCCESS,
+    UPDATABLE,
+    Handler,
+    Result,
+    digits,
+    dispatch,
+)
 from reconciler.sandbox.store import ApiUser, SandboxList, SandboxUser, Store
 from reconciler.sandbox.wire import php_json
-
-SUCCESS, ERROR, PARTIAL = "SUCCESS", "ERROR", "PARTIAL"
-
-LEAD_COLUMNS = frozenset({
-    "vendor_lead_code", "source_id", "phone_code", "title", "first_name", "middle_initial",
-    "last_name", "address1", "address2", "address3", "city", "state", "province",
-    "postal_code", "country_code", "gender", "date_of_birth", "alt_phone", "email",
-    "security_phrase", "comments", "rank", "owner",
-})
-
-
-@dataclass(frozen=True)
-class Result:
-    outcome: str        # SUCCESS, ERROR, or PARTIAL (some leads of a batch created)
-    body: str
-    is_json: bool = False
-
-
-Handler = Callable[[Store, ApiUser, Mapping[str, str]], Result]
 
 
 def call(store: Store, params: Mapping[str, str]) -> Result:
     """Answer one API request. The caller holds the store's lock."""
-    user, password = params.get("user", ""), params.get("pass", "")
-    api = store.authenticate(user, password)
-    if api is None:
-        return Result(ERROR, f"ERROR: Login incorrect, please try again: |{user}|{password}|BAD|\n")
-    handler = HANDLERS.get(params.get("function", ""))
-    if handler is None:
-        return Result(ERROR, "ERROR: NO FUNCTION SPECIFIED\n")
-    return handler(store, api, params)
+    return dispatch(store, params, HANDLERS)
 
 
 # --- field rules --------------------------------------------------------------------------
@@ -99,10 +83,6 @@ def call(store: Store, params: Mapping[str, str]) -> Result:
 
 def _chars(value: str, low: int, high: int) -> bool:
     return low <= len(value) <= high
-
-
-def _digits(value: str, low: int, high: int) -> bool:
-    return re.fullmatch(f"[0-9]{{{low},{high}}}", value) is not None
 
 
 def _level(value: str) -> bool:
@@ -132,7 +112,7 @@ def _check_contact_fields(function: str, store: Store, api: ApiUser,
     if "phone_pass" in params and not _chars(params["phone_pass"], 1, 20):
         return _optional_error(function, "YOU MUST USE A VALID PHONE PASSWORD",
                                f"{api.user}|{len(params['phone_pass'])}")
-    if "voicemail_id" in params and not _digits(params["voicemail_id"], 1, 10):
+    if "voicemail_id" in params and not digits(params["voicemail_id"], 1, 10):
         return _optional_error(function, "YOU MUST USE A VALID VOICEMAIL ID", api.user)
     if "email" in params and not _chars(params["email"], 1, 100):
         return _optional_error(function, "YOU MUST USE A VALID EMAIL", api.user)
@@ -175,14 +155,6 @@ def add_user(store: Store, api: ApiUser, params: Mapping[str, str]) -> Result:
                  f"{api.user}|{agent_user}|{agent_pass}|{level}|{full_name}|{group}")
 
 
-# update_user field → SandboxUser attribute
-_UPDATABLE = {
-    "agent_pass": "agent_pass", "agent_full_name": "full_name", "agent_user_level": "user_level",
-    "agent_user_group": "user_group", "phone_login": "phone_login", "phone_pass": "phone_pass",
-    "voicemail_id": "voicemail_id", "email": "email", "active": "active",
-}
-
-
 def update_user(store: Store, api: ApiUser, params: Mapping[str, str]) -> Result:
     fn = "update_user"
     if not _may_modify_users(api):
@@ -199,7 +171,7 @@ def update_user(store: Store, api: ApiUser, params: Mapping[str, str]) -> Result
     problem = _check_update_fields(store, api, target, params)
     if problem is not None:
         return problem
-    for name, attribute in _UPDATABLE.items():
+    for name, attribute in UPDATABLE.items():
         if name in params:
             value: Any = int(params[name]) if attribute == "user_level" else params[name]
             setattr(target, attribute, value)
@@ -250,7 +222,7 @@ def add_list(store: Store, api: ApiUser, params: Mapping[str, str]) -> Result:
                             "system", {"user": api.user, "password": params.get("pass", "")})
     if not (list_id and list_name and campaign_id):
         return _json_result(False, "Please send list id , campaign id and list name", echo)
-    if not _digits(list_id, 2, 14):
+    if not digits(list_id, 2, 14):
         return _json_result(False, "list id must be 2-14 digits", echo)
     if not _chars(list_name, 6, 30):
         return _json_result(False, "list name must be 6-30 characters", echo)
@@ -305,7 +277,7 @@ def _add_one_lead(store: Store, lead: dict[str, Any]) -> dict[str, Any]:
     if not _chars(phone, 6, 18):
         return {"success": False, "message": "Invalid phone number", "data": phone}
     list_id = _as_text(lead.get("list_id"))
-    if not _digits(list_id, 2, 14):
+    if not digits(list_id, 2, 14):
         return {"success": False, "message": "Invalid list id", "data": list_id}
     if store.get_list(list_id) is None:
         return {"success": False, "message": f"{list_id} list does not exist", "data": list_id}

@@ -40,10 +40,19 @@ SQL
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 
-from reconciler.sandbox.api import ERROR, LEAD_COLUMNS, SUCCESS, Result
+from reconciler.sandbox.shared import (
+    ERROR,
+    LEAD_COLUMNS,
+    SUCCESS,
+    UPDATABLE,
+    Handler,
+    Result,
+    digits,
+    dispatch,
+)
 from reconciler.sandbox.store import ApiUser, SandboxLead, SandboxList, SandboxUser, Store
 from reconciler.sandbox.wire import Answer
 
@@ -51,7 +60,6 @@ VERSION, BUILD, GMT = "2.14-202", "250720-1841", "-5.00"
 TEXT_TYPE = "text/html; charset=utf-8"   # as recorded (the Elision sandbox writes UTF-8)
 _ZONE = timezone(timedelta(hours=-5))
 
-Handler = Callable[[Store, ApiUser, Mapping[str, str]], Result]
 # A statement the request's values broke: PHP dies, the web server answers an empty HTTP 500.
 SQL_ERROR = "SQL_ERROR"
 _DIED = Result(SQL_ERROR, "")
@@ -99,14 +107,7 @@ def call(store: Store, raw: Mapping[str, str]) -> Result:
         now = _now()
         return Result(SUCCESS, f"VERSION: {VERSION}|BUILD: {BUILD}|DATE: {_stamp(now)}|"
                                f"EPOCH: {int(now.timestamp())}|DST: 0|TZ: {GMT}|TZNOW: {GMT}|\n")
-    user, password = params.get("user", ""), params.get("pass", "")
-    api = store.authenticate(user, password)
-    if api is None:
-        return Result(ERROR, f"ERROR: Login incorrect, please try again: |{user}|{password}|BAD|\n")
-    handler = HANDLERS.get(function)
-    if handler is None:
-        return Result(ERROR, "ERROR: NO FUNCTION SPECIFIED\n")
-    return handler(store, api, params)
+    return dispatch(store, params, HANDLERS)
 
 
 def answer(result: Result) -> Answer:
@@ -142,10 +143,6 @@ def _success(function: str, reason: str, data: str) -> Result:
     return Result(SUCCESS, f"SUCCESS: {function} {reason} - {data}\n")
 
 
-def _digits(value: str, low: int, high: int) -> bool:
-    return re.fullmatch(f"[0-9]{{{low},{high}}}", value) is not None
-
-
 def _rows(params: Mapping[str, str], header: str, rows: list[str]) -> Result:
     lines = [header, *rows] if params.get("header") == "YES" else rows
     return Result(SUCCESS, "".join(f"{line}\n" for line in lines))
@@ -173,7 +170,7 @@ def add_user(store: Store, api: ApiUser, p: Mapping[str, str]) -> Result:
         return _DIED
     if store.user(agent_user[:20]) is not None or store.is_api_account(agent_user[:20]):
         return _error(fn, "USER ALREADY EXISTS", f"{api.user}|{agent_user}")
-    if _breaks_sql("'", *(p.get(name) for name in _UPDATABLE)):
+    if _breaks_sql("'", *(p.get(name) for name in UPDATABLE)):
         return _DIED
     store.insert_user(SandboxUser(
         agent_user=agent_user[:20], agent_pass=agent_pass, full_name=name[:50],
@@ -182,13 +179,6 @@ def add_user(store: Store, api: ApiUser, p: Mapping[str, str]) -> Result:
         email=p.get("email", ""), active="Y"))
     return _success(fn, "USER HAS BEEN ADDED",
                     f"{api.user}|{agent_user}|{agent_pass}|{level}|{name}|{group}")
-
-
-_UPDATABLE = {
-    "agent_pass": "agent_pass", "agent_full_name": "full_name", "agent_user_level": "user_level",
-    "agent_user_group": "user_group", "phone_login": "phone_login", "phone_pass": "phone_pass",
-    "voicemail_id": "voicemail_id", "email": "email", "active": "active",
-}
 
 
 def update_user(store: Store, api: ApiUser, p: Mapping[str, str]) -> Result:
@@ -207,7 +197,7 @@ def update_user(store: Store, api: ApiUser, p: Mapping[str, str]) -> Result:
         return _error(fn, "USER DOES NOT HAVE PERMISSION TO UPDATE THIS USER",
                       f"{api.user}|{agent_user}")
     # As in VICIdial, an empty optional field is no change.
-    changes = {name: p[name] for name in _UPDATABLE if p.get(name)}
+    changes = {name: p[name] for name in UPDATABLE if p.get(name)}
     problem = _user_change_problem(store, api, target, changes)
     if problem is not None:
         return _error(fn, f"{problem[0]}, THIS IS AN OPTIONAL FIELD", problem[1])
@@ -216,7 +206,7 @@ def update_user(store: Store, api: ApiUser, p: Mapping[str, str]) -> Result:
     if _breaks_sql("'", *changes.values()):
         return _DIED
     for name, value in changes.items():
-        setattr(target, _UPDATABLE[name], int(value) if name == "agent_user_level" else value)
+        setattr(target, UPDATABLE[name], int(value) if name == "agent_user_level" else value)
     return _success(fn, "USER HAS BEEN UPDATED", f"{api.user}|{agent_user}|")
 
 
@@ -266,7 +256,7 @@ def add_list(store: Store, api: ApiUser, p: Mapping[str, str]) -> Result:
         return _error(fn, "USER DOES NOT HAVE PERMISSION TO ADD LISTS", f"{api.user}|0")
     list_id, name = p.get("list_id", ""), p.get("list_name", "")
     campaign_id = p.get("campaign_id", "")
-    if not (_digits(list_id, 2, 14) and 2 <= len(name) <= 30 and 2 <= len(campaign_id) <= 8):
+    if not (digits(list_id, 2, 14) and 2 <= len(name) <= 30 and 2 <= len(campaign_id) <= 8):
         return _error(fn, "YOU MUST USE ALL REQUIRED FIELDS",
                       f"{api.user}|{list_id}|{name}|{campaign_id}")
     if not store.campaign_exists(campaign_id):
@@ -285,7 +275,7 @@ def update_list(store: Store, api: ApiUser, p: Mapping[str, str]) -> Result:
     if not (api.level >= 8 and api.can_modify_lists):
         return _error(fn, "USER DOES NOT HAVE PERMISSION TO UPDATE LISTS", api.user)
     list_id = p.get("list_id", "")
-    if not _digits(list_id, 2, 14):
+    if not digits(list_id, 2, 14):
         return _error(fn, "YOU MUST USE ALL REQUIRED FIELDS", f"{api.user}|{list_id}")
     target = store.get_list(list_id)
     if target is None:
@@ -315,7 +305,7 @@ def list_info(store: Store, api: ApiUser, p: Mapping[str, str]) -> Result:
     if not (api.level >= 8 and api.can_modify_lists):
         return _error(fn, "USER DOES NOT HAVE PERMISSION TO MODIFY LISTS", api.user)
     list_id = p.get("list_id", "")
-    if not _digits(list_id, 2, 14):
+    if not digits(list_id, 2, 14):
         return _error(fn, "YOU MUST USE ALL REQUIRED FIELDS", f"{api.user}|{list_id}")
     x = store.get_list(list_id)
     if x is None:
@@ -412,9 +402,9 @@ def lead_all_info(store: Store, api: ApiUser, p: Mapping[str, str]) -> Result:
         return _error(fn, "USER DOES NOT HAVE PERMISSION TO GET LEAD INFO", f"{api.user}|0")
     lead_id, phone = p.get("lead_id", ""), p.get("phone_number", "")
     newest = sorted(store.leads(), key=lambda lead: -lead.lead_id)
-    if _digits(lead_id, 1, 10):
+    if digits(lead_id, 1, 10):
         found = [lead for lead in newest if lead.lead_id == int(lead_id)]
-    elif _digits(phone, 6, 19):
+    elif digits(phone, 6, 19):
         found = [lead for lead in newest if lead.phone_number == phone][:1000]
     else:
         return _error(fn, "INVALID SEARCH PARAMETERS", f"{api.user}|{lead_id}|{phone}|")

@@ -6,7 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, cast
 
-from reconciler.dialer.client import DialerClient
+from reconciler.dialer.base import SharedVerbs
+from reconciler.dialer.client import ElisionClient
 from reconciler.errors import DialerError
 from reconciler.sandbox import ApiUser, SandboxData, SandboxDialer
 from reconciler.sandbox.app import DialerMode
@@ -14,7 +15,7 @@ from reconciler.settings import DialerSettings, Method
 
 CANARY_API = "canary-Pw-8271"
 
-C = TypeVar("C", bound=DialerClient)
+C = TypeVar("C", bound=SharedVerbs)
 
 # What each kind of fault a `mixed` plan picks makes the client's error say.
 FAULT_CAUSES = {"status": "HTTP 503", "garbage": "unreadable answer",
@@ -50,7 +51,7 @@ class SandboxHarness(Generic[C]):
     """A sandbox in `mode`, its API user's password a canary, and clients of `client_class`."""
 
     mode: DialerMode = "elision"
-    client_class: type[DialerClient] = DialerClient
+    client_class: Callable[..., SharedVerbs] = ElisionClient
 
     def __init__(self, method: Method, **data: Any) -> None:
         api_users = data.pop("api_users", (ApiUser("api", CANARY_API),))
@@ -80,7 +81,7 @@ class SandboxHarness(Generic[C]):
         return Attempt(function, calls, result, error)
 
 
-def add_agent(client: DialerClient, agent_user: str = "1000", *, agent_pass: str,
+def add_agent(client: ElisionClient, agent_user: str = "1000", *, agent_pass: str,
               **over: Any) -> Any:
     fields: dict[str, Any] = dict(agent_pass=agent_pass, agent_user_level=1,
                                   agent_full_name="Testing Person", agent_user_group="AGENTS")

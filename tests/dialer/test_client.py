@@ -17,8 +17,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from reconciler.dialer import requests
-from reconciler.dialer.client import DialerClient, encoded_size, lead_batches, login_of
+from reconciler.dialer.client import ElisionClient, lead_batches
 from reconciler.dialer.replies import ActiveList, LeadOutcome, ListAdded, UserAdded, UserUpdated
+from reconciler.dialer.transport import encoded_size, login_of
 from reconciler.errors import (
     AlreadyExists,
     DialerError,
@@ -72,8 +73,8 @@ class Dialer:
             raise step
         return httpx.Response(200, content=step) if isinstance(step, bytes) else step
 
-    def client(self, **over: Any) -> DialerClient:
-        return DialerClient(make_settings(**over), transport=httpx.MockTransport(self.handle),
+    def client(self, **over: Any) -> ElisionClient:
+        return ElisionClient(make_settings(**over), transport=httpx.MockTransport(self.handle),
                             sleep=self.sleeps.append)
 
     def sent(self, index: int = -1) -> dict[str, str]:
@@ -82,11 +83,11 @@ class Dialer:
         return dict(parse_qsl(query.decode(), keep_blank_values=True))
 
 
-def add_user(client: DialerClient) -> Any:
+def add_user(client: ElisionClient) -> Any:
     return client.add_user("1000", CANARY_AGENT, 1, "Testing Person", "AGENTS")
 
 
-def add_leads(client: DialerClient) -> Any:
+def add_leads(client: ElisionClient) -> Any:
     return client.add_multi_lead([LEAD])
 
 
@@ -129,7 +130,7 @@ def test_close_closes_the_http_client() -> None:
     client = Dialer(ADDED).client()
     with client:
         pass
-    assert client._http.is_closed
+    assert client.closed
 
 
 @pytest.mark.parametrize(
@@ -150,7 +151,7 @@ def test_close_closes_the_http_client() -> None:
             id="add_multi_lead"),
     ],
 )
-def test_verbs_return_typed_replies(call: Callable[[DialerClient], Any], answer: bytes,
+def test_verbs_return_typed_replies(call: Callable[[ElisionClient], Any], answer: bytes,
                                     expected: Any) -> None:
     with Dialer(answer).client() as client:
         assert call(client) == expected
@@ -190,7 +191,7 @@ def test_unparsed_active_lists_are_kept_and_reported() -> None:
         pytest.param(add_user, httpx.Response(404), DialerRefused, id="http-404"),
     ],
 )
-def test_verdicts_are_not_resent(call: Callable[[DialerClient], Any], answer: Step,
+def test_verdicts_are_not_resent(call: Callable[[ElisionClient], Any], answer: Step,
                                  kind: type[DialerError]) -> None:
     dialer = Dialer(answer)
     with dialer.client() as client, pytest.raises(DialerError) as caught:
@@ -229,7 +230,7 @@ def _step_id(step: Step) -> str:
      pytest.param(lambda c: c.active_lists(), LISTS, id="active_lists")],
 )
 def test_safe_functions_are_resent_after_any_fault(
-    call: Callable[[DialerClient], Any], answer: bytes, fault: Step
+    call: Callable[[ElisionClient], Any], answer: bytes, fault: Step
 ) -> None:
     dialer = Dialer(fault, answer)
     with dialer.client() as client:
@@ -339,7 +340,7 @@ def _chain(error: BaseException | None) -> Iterator[BaseException]:
 
 @pytest.mark.parametrize("exception", HTTPX_EXCEPTIONS, ids=lambda e: type(e).__name__)
 @pytest.mark.parametrize("call", [add_user, add_leads], ids=["add_user", "add_multi_lead"])
-def test_no_httpx_exception_escapes(call: Callable[[DialerClient], Any],
+def test_no_httpx_exception_escapes(call: Callable[[ElisionClient], Any],
                                     exception: BaseException) -> None:
     dialer = Dialer(exception)
     with dialer.client(max_retries=1) as client, pytest.raises(DialerError) as caught:
@@ -358,7 +359,7 @@ def test_no_httpx_exception_escapes(call: Callable[[DialerClient], Any],
 def test_unusable_url_is_refused_without_retrying() -> None:
     sleeps: list[float] = []
     # The real httpx transport: it refuses the scheme before opening anything.
-    with DialerClient(make_settings(url="ftp://dialer.test/api.php"), sleep=sleeps.append) as c, \
+    with ElisionClient(make_settings(url="ftp://dialer.test/api.php"), sleep=sleeps.append) as c, \
             pytest.raises(DialerRefused, match="URL"):
         add_user(c)
     assert sleeps == []
@@ -395,7 +396,7 @@ LEAKY_PATHS = [
 
 @pytest.mark.parametrize("method", ["GET", "POST"])
 @pytest.mark.parametrize(("call", "steps"), LEAKY_PATHS)
-def test_canary_passwords_never_leak(call: Callable[[DialerClient], Any], steps: list[Step],
+def test_canary_passwords_never_leak(call: Callable[[ElisionClient], Any], steps: list[Step],
                                      method: str, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     dialer = Dialer(*steps)

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import structlog
 
-from reconciler.dialer.client import DialerClient, lead_batches
+from reconciler.dialer.client import ElisionClient, lead_batches
 from reconciler.dialer.replies import ActiveList, ListAdded
 from reconciler.errors import (
     AlreadyExists,
@@ -26,7 +26,7 @@ from tests.dialer.harness import CANARY_API, FAULT_CAUSES, Attempt, SandboxHarne
 CANARY_AGENT = "agent-canary-5531"
 
 
-class Sandbox(SandboxHarness[DialerClient]):
+class Sandbox(SandboxHarness[ElisionClient]):
     pass
 
 
@@ -37,7 +37,7 @@ def sandbox(request: pytest.FixtureRequest) -> Sandbox:
 
 
 @pytest.fixture
-def client(sandbox: Sandbox) -> Iterator[DialerClient]:
+def client(sandbox: Sandbox) -> Iterator[ElisionClient]:
     with sandbox.client() as dialer_client:
         yield dialer_client
 
@@ -45,7 +45,7 @@ def client(sandbox: Sandbox) -> Iterator[DialerClient]:
 _add_agent = partial(add_agent, agent_pass=CANARY_AGENT)
 
 
-def test_users(client: DialerClient, sandbox: Sandbox) -> None:
+def test_users(client: ElisionClient, sandbox: Sandbox) -> None:
     added = _add_agent(client)
     assert added.agent_user == "1000" and CANARY_AGENT not in repr(added)
     with pytest.raises(AlreadyExists):
@@ -61,7 +61,7 @@ def test_users(client: DialerClient, sandbox: Sandbox) -> None:
         ("1000", "Renamed Person", "N")]
 
 
-def test_lists(client: DialerClient) -> None:
+def test_lists(client: ElisionClient) -> None:
     assert client.active_lists().lists == ()
     assert client.add_list("1101", "Test API list", "TESTCAMP", "Y") == ListAdded(
         "1101", "Test API list", "TESTCAMP", "1101 list created")
@@ -76,7 +76,7 @@ def test_lists(client: DialerClient) -> None:
     assert lists.unparsed == ()
 
 
-def test_leads(client: DialerClient, sandbox: Sandbox) -> None:
+def test_leads(client: ElisionClient, sandbox: Sandbox) -> None:
     client.add_list("1101", "Test API list", "TESTCAMP", "Y")
     outcomes = client.add_multi_lead([
         {"phone_number": 1234567893, "list_id": "1101", "first_name": "test"},

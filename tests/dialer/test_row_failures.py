@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from reconciler.dialer.client import DialerClient
+from reconciler.dialer.client import ElisionClient
 from reconciler.errors import (
     DialerInDoubt,
     DialerRejected,
@@ -28,11 +28,11 @@ from tests.dialer.harness import CANARY_API, SandboxHarness, add_agent
 CANARY_AGENT = "agent-canary-5531"
 
 
-class Elision(SandboxHarness[DialerClient]):
+class Elision(SandboxHarness[ElisionClient]):
     pass
 
 
-class BreaksLikeVicidial(SandboxHarness[DialerClient]):
+class BreaksLikeVicidial(SandboxHarness[ElisionClient]):
     """A dialer whose SQL dies on a quote, talked to by a client that does not predict it (the
     VICIdial sandbox, before any client-side check: what a VICIdial fork may do)."""
 
@@ -45,7 +45,7 @@ def method(request: pytest.FixtureRequest) -> Method:
     return chosen
 
 
-def functions(sandbox: SandboxHarness[DialerClient]) -> list[str]:
+def functions(sandbox: SandboxHarness[ElisionClient]) -> list[str]:
     return [c["function"] for c in sandbox.dialer.snapshot()["calls"]]
 
 
@@ -119,7 +119,7 @@ def test_a_refused_connection_is_an_outage_without_a_probe(closed_port: int) -> 
     settings = DialerSettings(url=f"http://127.0.0.1:{closed_port}/dialer/elision_api.php",
                               user="api", password=CANARY_API, source="test", max_retries=1,
                               backoff_base=0.0, connect_timeout=5.0)
-    with capture_logs() as logs, DialerClient(settings, sleep=lambda _: None) as client, \
+    with capture_logs() as logs, ElisionClient(settings, sleep=lambda _: None) as client, \
             pytest.raises(DialerUnavailable, match="cannot talk to the dialer"):
         add_agent(client, agent_pass="9999")
     assert "dialer_probe" not in [e["event"] for e in logs]

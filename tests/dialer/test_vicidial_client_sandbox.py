@@ -160,12 +160,10 @@ def test_reads_and_update_list_are_resent(sandbox: Sandbox) -> None:
     assert len(sandbox.sleeps) == 2
 
 
-def test_functions_vicidial_lacks_are_refused_without_a_call(client: VicidialClient,
-                                                             sandbox: Sandbox) -> None:
-    with pytest.raises(DialerRefused, match="list_info"):
-        client.active_lists()
-    with pytest.raises(DialerRefused, match="add_lead"):
-        client.add_multi_lead([_lead()])
+def test_functions_vicidial_lacks_are_not_offered(client: VicidialClient,
+                                                  sandbox: Sandbox) -> None:
+    assert client.active_list_reader is None and client.lead_batch_sender is None
+    assert not hasattr(client, "active_lists") and not hasattr(client, "add_multi_lead")
     assert sandbox.dialer.snapshot()["calls"] == []
 
 

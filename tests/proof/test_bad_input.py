@@ -32,7 +32,8 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from reconciler.config import load_settings
-from reconciler.dialer.client import DialerClient
+from reconciler.dialect import ELISION
+from reconciler.dialer.client import ElisionClient
 from reconciler.engine import Context, apply_plan, gather_and_plan
 from reconciler.errors import ConfigError, DialerError, ReconcilerError, SpecError
 from reconciler.sandbox import ApiUser, SandboxData, SandboxDialer
@@ -453,9 +454,9 @@ def pipeline(bench: Bench, crm: dict[str, list[dict[str, Any]]]
         state=StateSettings(url=str(bench.state.url),
                             digest_key_file=bench.directory / "digest.key"),
         spec_path=EXAMPLE_SPEC)
-    with DialerClient(settings_.dialer, transport=sandbox.transport()) as client:
+    with ElisionClient(settings_.dialer, transport=sandbox.transport()) as client:
         yield Context(settings_, bench.spec, StateStore(bench.state, target), bench.crm, client,
-                      b"k" * 32), sandbox
+                      b"k" * 32, ELISION), sandbox
 
 
 @PROPERTY
@@ -540,7 +541,7 @@ BODY = st.one_of(
                      '["ERROR"]', "SUCCESS:", "ERROR: ", '{"success": "maybe"}',
                      '{"success":true,"message":"lists are listed","data":[1, null]}']),
 )
-VERBS: dict[str, Callable[[DialerClient], Any]] = {
+VERBS: dict[str, Callable[[ElisionClient], Any]] = {
     "add_user": lambda c: c.add_user("1000", "Agent-Pw-1", 1, "Test Agent", "AGENTS"),
     "update_user": lambda c: c.update_user("1000", agent_full_name="Renamed"),
     "add_list": lambda c: c.add_list("1101", "Spring Renewals", "TESTCAMP", "Y"),
@@ -557,7 +558,7 @@ def test_arbitrary_answers_reach_the_caller_as_our_errors_or_replies(verb: str, 
     sandbox = SandboxDialer(SandboxData(api_users=(ApiUser("api", API_PASSWORD),)))
     sandbox.inject("garbage", body=body, times=None)
     settings_ = dialer_settings(password=API_PASSWORD, max_retries=1)
-    with DialerClient(settings_, transport=sandbox.transport(), sleep=lambda s: None) as client:
+    with ElisionClient(settings_, transport=sandbox.transport(), sleep=lambda s: None) as client:
         try:
             VERBS[verb](client)
         except DialerError as exc:

@@ -25,7 +25,7 @@ import sqlalchemy as sa
 import structlog
 
 from reconciler import democrm
-from reconciler.dialer.client import DialerClient
+from reconciler.dialer.client import ElisionClient
 from reconciler.engine import Context, apply_plan, gather_and_plan
 from reconciler.errors import PlanRefused
 from reconciler.executor import RunReport
@@ -201,7 +201,7 @@ def test_faults_over_loopback_http_converge_too(
     with start_background(sandbox) as server, engine_context(
             sandbox, sqlite_state, crm, tmp_path, url=server.url, password=CANARY_API,
             leads_per_batch=25, read_timeout=0.4, connect_timeout=2) as in_process, \
-            DialerClient(in_process.settings.dialer) as client:    # no transport: sockets
+            ElisionClient(in_process.settings.dialer) as client:    # no transport: sockets
         ctx = replace(in_process, dialer=client)
         operator = Operator(ctx, sandbox)
         operator.converge()

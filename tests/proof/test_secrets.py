@@ -34,7 +34,7 @@ from reconciler.commands import common
 from reconciler.config import load_settings
 from reconciler.daemon.endpoint import Endpoint
 from reconciler.daemon.scheduler import Daemon
-from reconciler.dialer.client import DialerClient
+from reconciler.dialer.client import ElisionClient
 from reconciler.engine import apply_plan, gather_and_plan
 from reconciler.errors import DialerError, DialerRefused, ReconcilerError
 from reconciler.logs import configure_logging
@@ -242,7 +242,7 @@ def test_no_canary_where_the_dialer_echoes_it(
         settings = DialerSettings(url=bad_login.url, user="api", password=CANARY_API,
                                   source="secrets", method=method)  # type: ignore[arg-type]
         story.log_to_buffer()
-        with DialerClient(settings) as client, pytest.raises(DialerRefused) as refused:
+        with ElisionClient(settings) as client, pytest.raises(DialerRefused) as refused:
             client.active_lists()
         story.keep_exception("bad login", refused.value)
         assert "dialer_call" in story.log.getvalue()
@@ -280,6 +280,6 @@ def test_a_lead_id_equal_to_the_api_password_is_recorded_as_the_dialer_gave_it()
     sandbox.store.insert_list(SandboxList("1101", "Spring Renewals", "TESTCAMP", "Y"))
     settings = DialerSettings(url="http://sandbox/dialer/elision_api.php", user="api",
                               password="1234", source="secrets")
-    with DialerClient(settings, transport=sandbox.transport()) as client:
+    with ElisionClient(settings, transport=sandbox.transport()) as client:
         (outcome,) = client.add_multi_lead([{"phone_number": "5550100001", "list_id": "1101"}])
     assert outcome.lead_id == "1234"
