@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from prometheus_client.parser import text_string_to_metric_families
 
 from reconciler import democrm
 from reconciler.dialect import dialect_of
@@ -119,3 +120,12 @@ def backdate_lead_sends(engine: sa.Engine, seconds: float = 3600) -> datetime:
         conn.execute(sa.update(lead_batches).values(created_at=when))
         conn.execute(sa.update(shadow_leads).values(updated_at=when))
     return when
+
+
+def scraped(text: str, name: str, **labels: str) -> float | None:
+    """The value of one sample in a Prometheus text page (labels in any order), or None."""
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and sample.labels == labels:
+                return sample.value
+    return None

@@ -222,7 +222,7 @@ def test_a_postgresql_crm_lost_mid_stream_is_crm_unavailable(
 
 def daemon_run(ctx: Context) -> tuple[str, list[dict[str, Any]]]:
     runner = Runner(ctx, DaemonSettings(backoff_base=10.0, backoff_max=40.0, lease_ttl=60.0),
-                    threading.Event(), Stats(), clock=lambda: 1000.0)
+                    threading.Event(), Stats(ctx.settings.dialer.target), clock=lambda: 1000.0)
     with capture_logs() as logs:
         outcome = runner.run()
     return outcome, logs

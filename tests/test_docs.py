@@ -15,10 +15,16 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from prometheus_client import CollectorRegistry
 
 from reconciler.cli import build_parser, main
 from reconciler.config import load_settings
-from reconciler.daemon.metrics import Stats, collect
+from reconciler.daemon.metrics import (
+    DaemonStatus,
+    Stats,
+    exposition,
+    register_scrape_metrics,
+)
 from reconciler.plan import PLAN_VERSION, Basis, Plan, to_json
 from tests.helpers import REPO
 
@@ -163,18 +169,51 @@ def test_the_demo_output_quoted_in_the_docs_is_the_demos(
     assert digest.sub("plan …)", quoted.strip()) == digest.sub("plan …)", second_round.strip())
 
 
+def served_families(text: str) -> dict[str, tuple[str, str, frozenset[str]]]:
+    """name -> (type, help, label names) of each family on a Prometheus text page."""
+    families: dict[str, tuple[str, str, frozenset[str]]] = {}
+    helps: dict[str, str] = {}
+    for line in text.splitlines():
+        if line.startswith("# HELP "):
+            name, _, help_text = line.removeprefix("# HELP ").partition(" ")
+            helps[name] = help_text
+        elif line.startswith("# TYPE "):
+            name, kind = line.removeprefix("# TYPE ").split(" ")
+            families[name] = (kind, helps[name], frozenset())
+        else:
+            last = next(reversed(families))
+            kind, help_text, labels = families[last]
+            shown = set(re.findall(r'(\w+)="', line.partition("{")[2].rpartition("}")[0]))
+            families[last] = (kind, help_text, labels | shown - {"le"})
+    return families
+
+
 def test_the_metrics_in_the_docs_are_the_ones_served(sqlite_state: sa.Engine) -> None:
     table = section(REPO / "docs" / "operations.md", "### `GET /metrics`")
-    rows = dict(re.findall(r"^\| `(reconciler_\w+)(?:\{[^}]*\})?` \| \w+ \| (.*) \|$", table,
-                           re.MULTILINE))
-    families = collect(Stats(), sqlite_state, "default", outage=None, holding_lease=False,
-                       started_at=datetime.now(UTC))
-    assert set(rows) == {family.name for family in families}
-    helps = {family.name: family.help for family in families}
+    rows = {name: (kind, frozenset(filter(None, labels.split(","))), meaning)
+            for name, labels, kind, meaning in re.findall(
+                r"^\| `(reconciler_\w+)(?:\{([^}]*)\})?` \| (\w+) \| (.*) \|$", table,
+                re.MULTILINE)}
+    registry = CollectorRegistry()
+    stats = Stats("default", registry)
+    stats.run_finished("daemon", "ok", 1.5, {("add_user", "created"): 1})
+    stats.run_skipped("backoff")
+    register_scrape_metrics(registry, sqlite_state, "default",
+                            lambda: DaemonStatus(None, False, datetime.now(UTC)))
+    served = served_families(exposition(registry).decode())
+    # prometheus_client adds a `_created` gauge beside each counter and histogram.
+    ours = {name: family for name, family in served.items()
+            if name.startswith("reconciler_") and not name.endswith("_created")}
+    assert {name: (kind, labels) for name, (kind, labels, _) in rows.items()} == {
+        name: (kind, labels - {"target"}) for name, (kind, _, labels) in ours.items()}
+    assert all("target" in labels for _, _, labels in ours.values())
     # Where the help text lists the label values, it lists the ones the docs do.
     skipped = "reconciler_runs_skipped_total"
-    for reason in re.findall(r"`(\w+)`", rows[skipped]):
-        assert reason in helps[skipped], (reason, helps[skipped])
+    for reason in re.findall(r"`(\w+)`", rows[skipped][2]):
+        assert reason in served[skipped][1], (reason, served[skipped][1])
+    # The standard families the page names are served too.
+    standard = set(re.findall(r"`((?:process|python)_\w+)`", table))
+    assert standard and standard <= set(served), standard - set(served)
 
 
 # --- operations --------------------------------------------------------------------------------

@@ -146,7 +146,7 @@ def test_the_daemon_takes_a_broken_lead_book_for_a_state_outage(
     drop(sqlite_state, "shadow_leads")
     with engine_context(sandbox, sqlite_state, crm, tmp_path) as ctx:
         runner = Runner(ctx, DaemonSettings(backoff_base=10.0, lease_ttl=60.0),
-                        threading.Event(), Stats(), clock=lambda: 1000.0)
+                        threading.Event(), Stats(ctx.settings.dialer.target), clock=lambda: 1000.0)
         with capture_logs() as logs:
             assert runner.run() == "unavailable"
     assert [(e["event"], e["reason"]) for e in logs if e["log_level"] == "warning"] == [

@@ -4,7 +4,7 @@
 - `heartbeat`  renews the write lease from its own thread during a run;
 - `outage`     capped exponential backoff between failing runs, logged once per outage;
 - `scheduler`  APScheduler jobs per resource, triggers, SIGTERM/SIGINT;
-- `metrics`    in-process counters and the Prometheus text format;
+- `metrics`    the daemon's prometheus_client registry: counters, collectors, build info;
 - `endpoint`   /healthz, /metrics and POST /trigger on loopback.
 
 Its settings (the `[daemon]` section) are `reconciler.settings.DaemonSettings`, loaded with every

@@ -2,7 +2,8 @@
 
 - `GET /healthz`: 200 while the newest successful run of the target is younger than
   `daemon.health_max_age` (or the daemon started less than that long ago), else 503.
-- `GET /metrics`: Prometheus text format (see `metrics`); no secret, no URL.
+- `GET /metrics`: Prometheus text format from the daemon's own registry (see `metrics`);
+  no secret, no URL.
 - `POST /trigger?resource=users`: queue an immediate run of one resource (`all`, or no
   parameter, for the whole spec). Needs `Authorization: Bearer <token>`; without a configured
   token the trigger is off (403).
@@ -30,7 +31,6 @@ from reconciler.state import queries
 
 log = structlog.get_logger()
 
-PROMETHEUS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 MAX_BODY = 4096
 
 
@@ -59,14 +59,6 @@ def health(daemon: Daemon) -> tuple[bool, dict[str, Any]]:
     return False, {"healthy": False, "reason": reason, **body}
 
 
-def metrics_text(daemon: Daemon) -> str:
-    families = metrics.collect(
-        daemon.stats, daemon.ctx.store.engine, daemon.target,
-        outage=daemon.runner.outage.kind, holding_lease=daemon.runner.holding,
-        started_at=daemon.started_at)
-    return metrics.render(families)
-
-
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.1"
@@ -77,7 +69,8 @@ class _Handler(BaseHTTPRequestHandler):
             healthy, body = health(self.server.daemon)
             self._send(200 if healthy else 503, json.dumps(body), "application/json")
         elif path == "/metrics":
-            self._send(200, metrics_text(self.server.daemon), PROMETHEUS_TYPE)
+            self._send(200, metrics.exposition(self.server.daemon.registry),
+                       metrics.CONTENT_TYPE)
         else:
             self._json(404, {"error": "not found: /healthz, /metrics, POST /trigger"})
 
@@ -121,9 +114,9 @@ class _Handler(BaseHTTPRequestHandler):
               headers: dict[str, str] | None = None) -> None:
         self._send(status, json.dumps(body), "application/json", headers)
 
-    def _send(self, status: int, text: str, content_type: str,
+    def _send(self, status: int, body: str | bytes, content_type: str,
               headers: dict[str, str] | None = None) -> None:
-        data = text.encode("utf-8")
+        data = body.encode("utf-8") if isinstance(body, str) else body
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))

@@ -1,151 +1,208 @@
-"""What the daemon counts, and the Prometheus text format it is served in.
+"""What the daemon counts, served through prometheus_client from a registry of its own.
 
-Counters (runs, steps, skipped fires) belong to this process, as Prometheus expects, and start
-at zero when it starts. Gauges read from the state database (last success, in-doubt batches,
-rejected rows) describe the dialer target, whichever daemon did the work, so every daemon of a
-group sharing one state database reports the same values.
+Counters and the run duration histogram (`Stats`) belong to this process, as Prometheus
+expects, and start at zero when it starts. Gauges read from the state database (last success,
+in-doubt batches, rejected rows) describe the dialer target, whichever daemon did the work, so
+every daemon of a group sharing one state database reports the same values; a collector reads
+them at scrape time, so every scrape is fresh.
 
-The exposition format is written by hand: a dozen samples do not justify another dependency,
-and writing it ourselves keeps the label values (never a URL, never a secret) in plain sight.
+Each daemon has its own CollectorRegistry, never the library's global one: two daemons in one
+process (as in the tests) count apart. Every `reconciler_*` metric has a `target` label; label
+values are that name, run kinds, ops, outcomes and reasons, never a URL, a user name or a secret.
 """
 
 from __future__ import annotations
 
-import threading
-from collections import Counter
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+import platform
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 
 import sqlalchemy as sa
+from prometheus_client import (
+    CONTENT_TYPE_PLAIN_0_0_4,
+    CollectorRegistry,
+    Counter,
+    GCCollector,
+    Histogram,
+    Info,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
+from prometheus_client.core import GaugeMetricFamily, Metric
 
+from reconciler import __version__
 from reconciler.errors import StateError
 from reconciler.state import queries
 
-Labels = Mapping[str, str]
+# generate_latest writes the classic text format; CONTENT_TYPE_LATEST names a newer one.
+CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
+
+# From a quick users-only run to a first send of millions of leads.
+RUN_SECONDS_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0,
+                       float("inf"))
+OUTAGE_PARTS = ("dialer", "crm", "state")
 
 
 class Stats:
-    """Thread-safe counters: the runner writes them, the endpoint reads them."""
+    """This daemon's counters and run durations: the runner writes them, a scrape reads them.
 
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._runs: Counter[tuple[str, str]] = Counter()
-        self._steps: Counter[tuple[str, str]] = Counter()
-        self._skipped: Counter[str] = Counter()
+    prometheus_client's metrics are thread-safe: the scheduler's worker and the HTTP threads
+    share them without a lock of ours.
+    """
 
-    def run_finished(self, kind: str, outcome: str,
+    def __init__(self, target: str, registry: CollectorRegistry | None = None) -> None:
+        self.target = target
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self._runs = Counter(
+            "reconciler_runs_total", "Runs finished by this daemon, by kind and outcome.",
+            ("target", "kind", "outcome"), registry=self.registry)
+        self._steps = Counter(
+            "reconciler_steps_total", "Steps applied by this daemon's runs, by op and outcome.",
+            ("target", "op", "outcome"), registry=self.registry)
+        self._skipped = Counter(
+            "reconciler_runs_skipped_total",
+            "Scheduled runs not started: lock_held, backoff, still_running or missed.",
+            ("target", "reason"), registry=self.registry)
+        self._seconds = Histogram(
+            "reconciler_run_duration_seconds",
+            "How long this daemon's finished runs took, by kind, in seconds.",
+            ("target", "kind"), buckets=RUN_SECONDS_BUCKETS, registry=self.registry)
+
+    def run_finished(self, kind: str, outcome: str, seconds: float,
                      steps: Mapping[tuple[str, str], int] | None = None) -> None:
-        with self._lock:
-            self._runs[(kind, outcome)] += 1
-            self._steps.update(steps or {})
+        """A run counted in `runs_total` is always observed in the duration histogram too."""
+        self._runs.labels(self.target, kind, outcome).inc()
+        self._seconds.labels(self.target, kind).observe(seconds)
+        for (op, step_outcome), n in (steps or {}).items():
+            self._steps.labels(self.target, op, step_outcome).inc(n)
 
     def run_skipped(self, reason: str) -> None:
-        with self._lock:
-            self._skipped[reason] += 1
+        self._skipped.labels(self.target, reason).inc()
 
     def runs(self) -> dict[tuple[str, str], int]:
-        with self._lock:
-            return dict(self._runs)
+        return {(labels["kind"], labels["outcome"]): n for labels, n in _totals(self._runs)}
 
     def steps(self) -> dict[tuple[str, str], int]:
-        with self._lock:
-            return dict(self._steps)
+        return {(labels["op"], labels["outcome"]): n for labels, n in _totals(self._steps)}
 
     def skipped(self) -> dict[str, int]:
-        with self._lock:
-            return dict(self._skipped)
+        return {labels["reason"]: n for labels, n in _totals(self._skipped)}
 
 
-@dataclass
-class Family:
-    name: str
-    kind: str                                   # counter | gauge
-    help: str
-    samples: list[tuple[Labels, float]] = field(default_factory=list)
-
-    def add(self, value: float, **labels: str) -> Family:
-        self.samples.append((labels, value))
-        return self
+def _totals(counter: Counter) -> Iterator[tuple[dict[str, str], int]]:
+    """Each child's labels and count (not its `_created` sample)."""
+    for family in counter.collect():
+        for sample in family.samples:
+            if sample.name.endswith("_total"):
+                yield sample.labels, int(sample.value)
 
 
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+@dataclass(frozen=True)
+class DaemonStatus:
+    """What the daemon itself knows at scrape time."""
+
+    outage: str | None                 # dialer | crm | state, while an outage lasts
+    holding_lease: bool
+    started_at: datetime
 
 
-def _number(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else repr(float(value))
+# name -> (help, labels besides target); the gauges that collectors compute at scrape time.
+STATUS_GAUGES = {
+    "reconciler_outage": ("1 while runs fail because this part is unavailable.", ("part",)),
+    "reconciler_lease_held": ("1 while this daemon holds the write lease (it is applying).", ()),
+    "reconciler_daemon_start_time_seconds": (
+        "When this daemon started, in seconds since the epoch.", ()),
+}
+STATE_GAUGES = {
+    "reconciler_state_readable": ("1 when the state database answered this scrape.", ()),
+    "reconciler_last_success_timestamp_seconds": (
+        "When the newest run that did its work finished (0: never).", ()),
+    "reconciler_lead_batches_in_doubt": ("add_multi_lead batches whose answer never came.", ()),
+    "reconciler_rejected_rows": (
+        "Rows rejected in the newest applying run: by our checks of the CRM data, "
+        "or by the dialer.", ("by",)),
+}
 
 
-def render(families: Iterable[Family]) -> str:
-    """The Prometheus text exposition format, version 0.0.4."""
-    lines: list[str] = []
-    for family in families:
-        lines.append(f"# HELP {family.name} {family.help}")
-        lines.append(f"# TYPE {family.name} {family.kind}")
-        for labels, value in family.samples:
-            shown = ",".join(f'{k}="{_escape(v)}"' for k, v in labels.items())
-            lines.append(f"{family.name}{{{shown}}} {_number(value)}" if shown
-                         else f"{family.name} {_number(value)}")
-    return "\n".join(lines) + "\n"
+def _gauges(table: Mapping[str, tuple[str, tuple[str, ...]]]) -> dict[str, GaugeMetricFamily]:
+    return {name: GaugeMetricFamily(name, help_text, labels=("target", *labels))
+            for name, (help_text, labels) in table.items()}
 
 
-def collect(stats: Stats, engine: sa.Engine, target: str, *, outage: str | None,
-            holding_lease: bool, started_at: datetime) -> list[Family]:
-    t = {"target": target}
-    runs = Family("reconciler_runs_total", "counter",
-                  "Runs finished by this daemon, by kind and outcome.")
-    for (kind, outcome), n in sorted(stats.runs().items()):
-        runs.add(n, **t, kind=kind, outcome=outcome)
-    steps = Family("reconciler_steps_total", "counter",
-                   "Steps applied by this daemon's runs, by op and outcome.")
-    for (op, outcome), n in sorted(stats.steps().items()):
-        steps.add(n, **t, op=op, outcome=outcome)
-    skipped = Family("reconciler_runs_skipped_total", "counter",
-                     "Scheduled runs not started: lock_held, backoff, still_running or missed.")
-    for reason, n in sorted(stats.skipped().items()):
-        skipped.add(n, **t, reason=reason)
-    families = [
-        runs, steps, skipped,
-        Family("reconciler_outage", "gauge",
-               "1 while runs fail because this part is unavailable.")
-        .add(outage == "dialer", **t, part="dialer")
-        .add(outage == "crm", **t, part="crm")
-        .add(outage == "state", **t, part="state"),
-        Family("reconciler_lease_held", "gauge",
-               "1 while this daemon holds the write lease (it is applying).")
-        .add(holding_lease, **t),
-        Family("reconciler_daemon_start_time_seconds", "gauge",
-               "When this daemon started, in seconds since the epoch.")
-        .add(started_at.timestamp(), **t),
-    ]
-    return families + _from_state(engine, target)
+class StatusCollector:
+    """The outage, the lease and the start time, read from the daemon at each scrape."""
+
+    def __init__(self, target: str, status: Callable[[], DaemonStatus]) -> None:
+        self._target, self._status = target, status
+
+    def describe(self) -> Iterator[Metric]:
+        yield from _gauges(STATUS_GAUGES).values()
+
+    def collect(self) -> Iterator[Metric]:
+        status, t = self._status(), self._target
+        gauges = _gauges(STATUS_GAUGES)
+        for part in OUTAGE_PARTS:
+            gauges["reconciler_outage"].add_metric([t, part], float(status.outage == part))
+        gauges["reconciler_lease_held"].add_metric([t], float(status.holding_lease))
+        gauges["reconciler_daemon_start_time_seconds"].add_metric(
+            [t], status.started_at.timestamp())
+        yield from gauges.values()
 
 
-def _from_state(engine: sa.Engine, target: str) -> list[Family]:
-    t = {"target": target}
-    readable = Family("reconciler_state_readable", "gauge",
-                      "1 when the state database answered this scrape.")
-    try:
-        success = queries.last_success(engine, target)
-        in_doubt = len(queries.in_doubt_batches(engine, target))
-        latest = queries.latest_applied_run(engine, target)
-        dialer_rejected = (len(queries.steps_of(engine, latest["run_id"], "rejected"))
-                           if latest else 0)
-        counts = (latest or {}).get("counts") or {}
-    except StateError:
-        return [readable.add(0, **t)]
-    return [
-        readable.add(1, **t),
-        Family("reconciler_last_success_timestamp_seconds", "gauge",
-               "When the newest run that did its work finished (0: never).")
-        .add(success.timestamp() if success else 0, **t),
-        Family("reconciler_lead_batches_in_doubt", "gauge",
-               "add_multi_lead batches whose answer never came.")
-        .add(in_doubt, **t),
-        Family("reconciler_rejected_rows", "gauge",
-               "Rows rejected in the newest applying run: by our checks of the CRM data, "
-               "or by the dialer.")
-        .add(int(counts.get("crm_rejected", 0)), **t, by="crm")
-        .add(dialer_rejected, **t, by="dialer"),
-    ]
+class StateCollector:
+    """The target's gauges, queried from the state database at each scrape.
+
+    When the database does not answer, only `reconciler_state_readable 0` is served: a stale
+    or made-up value would look like a fact.
+    """
+
+    def __init__(self, engine: sa.Engine, target: str) -> None:
+        self._engine, self._target = engine, target
+
+    def describe(self) -> Iterator[Metric]:
+        yield from _gauges(STATE_GAUGES).values()
+
+    def collect(self) -> Iterator[Metric]:
+        engine, t = self._engine, self._target
+        gauges = _gauges(STATE_GAUGES)
+        readable = gauges["reconciler_state_readable"]
+        try:
+            success = queries.last_success(engine, t)
+            in_doubt = len(queries.in_doubt_batches(engine, t))
+            latest = queries.latest_applied_run(engine, t)
+            dialer_rejected = (len(queries.steps_of(engine, latest["run_id"], "rejected"))
+                               if latest else 0)
+            counts = (latest or {}).get("counts") or {}
+        except StateError:
+            readable.add_metric([t], 0)
+            yield readable
+            return
+        readable.add_metric([t], 1)
+        gauges["reconciler_last_success_timestamp_seconds"].add_metric(
+            [t], success.timestamp() if success else 0)
+        gauges["reconciler_lead_batches_in_doubt"].add_metric([t], in_doubt)
+        rejected = gauges["reconciler_rejected_rows"]
+        rejected.add_metric([t, "crm"], int(counts.get("crm_rejected", 0)))
+        rejected.add_metric([t, "dialer"], dialer_rejected)
+        yield from gauges.values()
+
+
+def register_scrape_metrics(registry: CollectorRegistry, engine: sa.Engine, target: str,
+                            status: Callable[[], DaemonStatus]) -> None:
+    """Everything a scrape shows besides `Stats`: the daemon's and the state database's
+    gauges, the build, and the standard process, platform and garbage collector metrics."""
+    Info("reconciler_build", "The reconciler version and the Python that runs it.",
+         ("target",), registry=registry
+         ).labels(target).info({"version": __version__, "python": platform.python_version()})
+    registry.register(StatusCollector(target, status))
+    registry.register(StateCollector(engine, target))
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)
+
+
+def exposition(registry: CollectorRegistry) -> bytes:
+    """The Prometheus text format of everything in `registry`, served as `CONTENT_TYPE`."""
+    return generate_latest(registry)

@@ -68,6 +68,7 @@ class Runner:
         self._one_at_a_time = threading.Lock()
         self._waiting_on: str | None = None   # the other holder we last said we wait for
         self.holding = False
+        self._started = 0.0                   # when the current run started, on `clock`
 
     def run(self, resources: frozenset[str] | None = None) -> str:
         """One scheduled or triggered run; returns a word for what happened (for tests)."""
@@ -82,35 +83,36 @@ class Runner:
         # The scheduler's single worker thread already runs one job at a time; the lock keeps
         # that true for any other caller, whose runs would otherwise share one lease owner.
         with self._one_at_a_time:
+            self._started = self._clock()
             known = OUTAGE_KNOWN.set(self.outage.kind is not None)
             try:
                 return self._run_leased(kind, resources)
             except LeaseLost as lost:
                 # Another process applies now: not an outage, nothing to back off from.
                 log.error("lease_lost", kind=kind, reason=str(lost))
-                self.stats.run_finished(kind, "lease_lost")
+                self._finished(kind, "lease_lost")
                 return "lease_lost"
             except StateError as exc:
                 self.outage.failed("state", one_line(exc))
-                self.stats.run_finished(kind, "unavailable")
+                self._finished(kind, "unavailable")
                 return "unavailable"
             except CrmUnavailable as exc:
                 # The CRM failed while leads were read for sending (the engine recorded the
                 # run as failed); a failure while planning is recorded by `_run`.
                 self.outage.failed("crm", f"CRM unavailable: {exc}")
-                self.stats.run_finished(kind, "unavailable")
+                self._finished(kind, "unavailable")
                 return "unavailable"
             except DialerUnavailable as exc:
                 # Raised past the engine (a read outside `observe`): the dialer is away all
                 # the same, and the run could not be recorded as one.
                 self.outage.failed("dialer", str(exc))
-                self.stats.run_finished(kind, "unavailable")
+                self._finished(kind, "unavailable")
                 return "unavailable"
             except Exception:
                 # A bug, not an outage: loud every time, yet never a busy loop.
                 log.exception("run_crashed", kind=kind,
                               retry_in_s=round(self.outage.backoff_only(), 3))
-                self.stats.run_finished(kind, "crashed")
+                self._finished(kind, "crashed")
                 return "crashed"
             finally:
                 OUTAGE_KNOWN.reset(known)
@@ -163,8 +165,7 @@ class Runner:
         if plan.breaches:
             return self._refused(kind, plan.breaches, plan.count(), plan.digest)
         report = apply_plan(ctx, gathered, kind=kind, keep_going=self._keep_going)
-        self.stats.run_finished(kind, report.outcome,
-                                queries.step_counts(ctx.store.engine, report.run_id))
+        self._finished(kind, report.outcome, queries.step_counts(ctx.store.engine, report.run_id))
         if report.outcome == "failed":
             # The executor stops a run as "failed" only when the dialer could not be used.
             self.outage.failed("dialer", report.message)
@@ -193,8 +194,12 @@ class Runner:
         """A run that applied nothing is still a run: `status` and `history` show it."""
         run_id = self.ctx.store.start_run(kind, digest)
         self.ctx.store.finish_run(run_id, outcome, counts, message)
-        self.stats.run_finished(kind, outcome)
+        self._finished(kind, outcome)
         return run_id
+
+    def _finished(self, kind: str, outcome: str,
+                  steps: dict[tuple[str, str], int] | None = None) -> None:
+        self.stats.run_finished(kind, outcome, self._clock() - self._started, steps)
 
     def _keep_going(self) -> bool:
         """Asked by the executor after every recorded step: False on a stop request; raises

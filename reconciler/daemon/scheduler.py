@@ -41,8 +41,9 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
+from prometheus_client import CollectorRegistry
 
-from reconciler.daemon.metrics import Stats
+from reconciler.daemon.metrics import DaemonStatus, Stats, register_scrape_metrics
 from reconciler.daemon.runner import Runner, run_kind
 from reconciler.engine import Context
 from reconciler.settings import DaemonSettings, Schedule
@@ -84,10 +85,13 @@ class Daemon:
         self.ctx, self.settings = ctx, settings
         self.target = ctx.settings.dialer.target
         self.stopping = threading.Event()
-        self.stats = Stats()
+        # A registry of its own: nothing of the library's global one is served or shared.
+        self.registry = CollectorRegistry()
+        self.stats = Stats(self.target, self.registry)
         self.runner = Runner(ctx, settings, self.stopping, self.stats)
         self.resources = spec_resources(ctx.spec)
         self.started_at = datetime.now(UTC)
+        register_scrape_metrics(self.registry, ctx.store.engine, self.target, self.status)
         self._stop_reason: str | None = None
         self._shutdown_thread: threading.Thread | None = None
         _quiet_apscheduler()
@@ -102,6 +106,10 @@ class Daemon:
         self.scheduler.add_listener(
             self._on_event, EVENT_SCHEDULER_STARTED | EVENT_JOB_MAX_INSTANCES | EVENT_JOB_MISSED)
         self._add_jobs()
+
+    def status(self) -> DaemonStatus:
+        return DaemonStatus(outage=self.runner.outage.kind, holding_lease=self.runner.holding,
+                            started_at=self.started_at)
 
     def schedules(self) -> dict[str, str]:
         """Job -> its schedule in words, for the start-up log line."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import platform
 import re
 from collections.abc import Iterator
 from datetime import timedelta
@@ -11,14 +12,16 @@ from pathlib import Path
 import httpx
 import pytest
 import sqlalchemy as sa
+from prometheus_client import REGISTRY
 
+from reconciler import __version__
 from reconciler.daemon.endpoint import Endpoint
-from reconciler.daemon.metrics import Family, render
+from reconciler.daemon.metrics import Stats, exposition
 from reconciler.daemon.scheduler import Daemon
 from reconciler.engine import Context
 from reconciler.sandbox import SandboxDialer
 from reconciler.settings import DaemonSettings
-from tests.helpers import agent, engine_context, make_crm
+from tests.helpers import agent, engine_context, make_crm, scraped
 
 TOKEN = "crm-hook-" + "7" * 32
 SAMPLE = re.compile(r'^[a-z_]+(\{([a-z_]+="[^"]*",?)+\})? -?[0-9.e+]+$')
@@ -65,19 +68,74 @@ def test_metrics_are_prometheus_text_without_secrets(served: tuple[Daemon, str])
     answer = httpx.get(f"{url}/metrics")
     assert answer.headers["content-type"].startswith("text/plain; version=0.0.4")
     text = answer.text
-    assert 'reconciler_runs_total{target="default",kind="daemon",outcome="ok"} 1' in text
-    assert 'reconciler_steps_total{target="default",op="add_user",outcome="created"} 1' in text
-    assert 'reconciler_lead_batches_in_doubt{target="default"} 0' in text
-    assert 'reconciler_outage{target="default",part="dialer"} 0' in text
+    t = {"target": "default"}
+    assert scraped(text, "reconciler_runs_total", **t, kind="daemon", outcome="ok") == 1
+    assert scraped(text, "reconciler_steps_total", **t, op="add_user", outcome="created") == 1
+    assert scraped(text, "reconciler_lead_batches_in_doubt", **t) == 0
+    assert scraped(text, "reconciler_outage", **t, part="dialer") == 0
     for line in text.splitlines():
         assert line.startswith("# ") or SAMPLE.match(line), line
     for secret in (TOKEN, "pw-1000", "sqlite:", "http://", "elision_api"):
         assert secret not in text
 
 
-def test_render_escapes_label_values() -> None:
-    family = Family("x_total", "counter", "X.").add(1, reason='a "b"\\c\nd')
-    assert render([family]).splitlines()[-1] == 'x_total{reason="a \\"b\\"\\\\c\\nd"} 1'
+def test_runs_are_timed_per_kind_and_the_build_and_process_are_shown(
+    served: tuple[Daemon, str],
+) -> None:
+    daemon, url = served
+    assert daemon.runner.run() == "ok"
+    assert daemon.runner.run(frozenset({"users"})) == "ok"
+    assert daemon.runner.run(frozenset({"users"})) == "ok"
+    text = httpx.get(f"{url}/metrics").text
+    t = {"target": "default"}
+    for kind, runs in (("daemon", 1), ("daemon-users", 2)):
+        assert scraped(text, "reconciler_runs_total", **t, kind=kind, outcome="ok") == runs
+        assert scraped(text, "reconciler_run_duration_seconds_count", **t, kind=kind) == runs
+        slowest = scraped(text, "reconciler_run_duration_seconds_bucket", **t, kind=kind,
+                          le="+Inf")
+        assert slowest == runs
+        assert (scraped(text, "reconciler_run_duration_seconds_sum", **t, kind=kind) or 0) > 0
+    build = {"version": __version__, "python": platform.python_version()}
+    assert scraped(text, "reconciler_build_info", **t, **build) == 1
+    assert (scraped(text, "process_cpu_seconds_total") or 0) > 0
+    assert (scraped(text, "process_resident_memory_bytes") or 0) > 0
+    assert "python_info{" in text
+
+
+def test_each_daemon_counts_apart_and_reads_the_shared_state_at_each_scrape(ctx: Context) -> None:
+    first, second = Daemon(ctx, DaemonSettings(interval=3600)), Daemon(ctx, DaemonSettings())
+    before = exposition(second.registry).decode()
+    assert scraped(before, "reconciler_last_success_timestamp_seconds", target="default") == 0
+    assert first.runner.run() == "ok"
+    after = exposition(second.registry).decode()
+    # The counters are this process's daemon's own; the state database is one for both.
+    assert scraped(after, "reconciler_runs_total", target="default", kind="daemon",
+                   outcome="ok") is None
+    assert (scraped(after, "reconciler_last_success_timestamp_seconds", target="default")
+            or 0) > 0
+    # Nothing went to the library's global registry.
+    assert not any(family.name.startswith("reconciler_") for family in REGISTRY.collect())
+
+
+def test_a_scrape_while_the_state_database_is_broken_says_so(served: tuple[Daemon, str],
+                                                               sqlite_state: sa.Engine) -> None:
+    _daemon, url = served
+    with sqlite_state.begin() as conn:
+        conn.exec_driver_sql("DROP TABLE runs")
+    answer = httpx.get(f"{url}/metrics")
+    assert answer.status_code == 200
+    assert scraped(answer.text, "reconciler_state_readable", target="default") == 0
+    assert "reconciler_last_success_timestamp_seconds{" not in answer.text
+    assert scraped(answer.text, "reconciler_outage", target="default", part="dialer") == 0
+
+
+def test_label_values_are_escaped() -> None:
+    odd = 'a "b"\\c\nd'
+    stats = Stats(odd)
+    stats.run_skipped("backoff")
+    text = exposition(stats.registry).decode()
+    assert 'target="a \\"b\\"\\\\c\\nd"' in text
+    assert scraped(text, "reconciler_runs_skipped_total", reason="backoff", target=odd) == 1
 
 
 def test_trigger_needs_the_bearer_token(served: tuple[Daemon, str]) -> None:

@@ -16,7 +16,7 @@ import httpx
 
 from reconciler.state import queries
 from tests.daemon.conftest import TOKEN, Harness, free_port, wait_for
-from tests.helpers import agent, crm_execute
+from tests.helpers import agent, crm_execute, scraped
 
 
 def test_a_crm_change_reaches_the_dialer_on_schedule(harness: Harness) -> None:
@@ -131,6 +131,8 @@ def test_a_trigger_causes_a_run(harness: Harness) -> None:
     kinds = [r["kind"] for r in harness.runs()]
     assert kinds == ["daemon", "daemon-users"]
     metrics = httpx.get(f"{url}/metrics").text
-    assert 'kind="daemon-users",outcome="ok"} 1' in metrics and TOKEN not in metrics
+    assert scraped(metrics, "reconciler_runs_total", target="default", kind="daemon-users",
+                   outcome="ok") == 1
+    assert TOKEN not in metrics
     assert daemon.stop() == 0
     assert TOKEN not in daemon.log.read_text()

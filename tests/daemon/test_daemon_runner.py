@@ -121,7 +121,8 @@ def ctx(sandbox: SandboxDialer, sqlite_state: sa.Engine, crm: str, tmp_path: Pat
 
 def make_runner(ctx: Context, clock: Clock | None = None) -> Runner:
     settings = DaemonSettings(backoff_base=10.0, backoff_max=40.0, lease_ttl=60.0)
-    return Runner(ctx, settings, threading.Event(), Stats(), clock or Clock())
+    return Runner(ctx, settings, threading.Event(), Stats(ctx.settings.dialer.target),
+                  clock or Clock())
 
 
 def test_a_run_applies_records_and_releases_the_lease(ctx: Context, sandbox: SandboxDialer
