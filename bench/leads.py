@@ -152,8 +152,7 @@ def child_bare(workdir: Path, dialer_url: str) -> dict[str, Any]:
     import httpx
 
     from reconciler.batching import lead_json
-    from reconciler.engine import gather_and_plan
-    from reconciler.leadflow import events
+    from reconciler.engine import gather_and_plan, merged_leads
     from reconciler.leadplan import LeadBatch
     from reconciler.logs import configure_logging
     from reconciler.runtime import open_context
@@ -167,7 +166,7 @@ def child_bare(workdir: Path, dialer_url: str) -> dict[str, Any]:
         bodies = [
             {"source": "bench", "user": "api", "pass": "1234", "function": "add_multi_lead",
              "multi_leads": "[" + ",".join(lead_json(f) for _, f, _ in e.items) + "]"}
-            for e in events(ctx.crm, ctx.spec.leads, LeadBook(ctx.store), gathered.leads)
+            for e in merged_leads(ctx.crm, ctx.spec.leads, LeadBook(ctx.store), gathered.leads)
             if isinstance(e, LeadBatch)]
     with httpx.Client(timeout=60) as client:
         started = time.perf_counter()

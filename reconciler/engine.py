@@ -1,32 +1,43 @@
 """The thin shell around the pure planner: gather -> plan -> render | apply.
 
 `plan`, `apply` and `resync` all go through here; they differ in what is gathered and whether
-the executor runs, never in how the plan is made.
+the executor runs, never in how the plan is made. Leads are planned by the lead merge
+(leadplan.py) over the CRM's and the state's streams; apply runs the same merge again, from
+fresh streams, and the executor sends each batch as it comes.
 """
 
 from __future__ import annotations
 
+import sys
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, replace
+from functools import partial
 
 import sqlalchemy as sa
 import structlog
 
-from reconciler import backoff, leadflow, leadphones, leadsettle, planner
+from reconciler import backoff, leadphones, leadsettle, planner
+from reconciler.batching import BatchLimits
 from reconciler.crm import CrmUnavailable, read_desired
-from reconciler.crm_leads import lead_list_ids
+from reconciler.crm_leads import LeadMapper, lead_list_ids, shared_phones_later, stream_leads
 from reconciler.dialect import Dialect
+from reconciler.dialer import requests
+from reconciler.dialer.transport import encoded_size, login_of
 from reconciler.digests import keyed_digest
 from reconciler.errors import PlanRefused, ReconcilerError, StateError
 from reconciler.executor import Executor, RunReport
-from reconciler.leadplan import LeadContext
+from reconciler.leadexec import LeadSender, Progress, progress_bar
+from reconciler.leadpart import plan_leads, usable_lists, with_leads
+from reconciler.leadplan import LeadContext, LeadEvent, lead_events
+from reconciler.leadsingle import OneByOneSender
 from reconciler.model import Desired, Observed, Recorded
 from reconciler.observe import observe
 from reconciler.plan import AddLeads, Basis, Note, Plan, sealed
 from reconciler.ports import DialerPort
-from reconciler.settings import Settings
-from reconciler.spec import Spec
+from reconciler.settings import DialerSettings, Settings
+from reconciler.spec import ResourceSpec, Spec
 from reconciler.state.leads import LeadBook, LeadSettlement
 from reconciler.state.store import StateStore
 
@@ -93,11 +104,43 @@ def gather_and_plan(ctx: Context, *, resync: bool = False,
             f"{unknown} lead(s) were recorded before their phone was kept: the next apply "
             f"fills it in from the CRM row when unchanged since export; until then keep_first "
             f"cannot count them")))
-    lead_ctx = leadflow.lead_context(ctx.settings.dialer, ctx.crm, ctx.spec.leads, plan,
-                                     desired, recorded, observed, keep_first, ctx.dialect,
-                                     book=book, duplicate_check=ctx.spec.lead_duplicate_check)
-    part = leadflow.plan_leads(leadflow.events(ctx.crm, ctx.spec.leads, book, lead_ctx, settled))
-    return Gathered(desired, sealed(leadflow.with_leads(plan, part)), lead_ctx)
+    lead_ctx = lead_context(ctx.settings.dialer, ctx.crm, ctx.spec.leads, plan,
+                            desired, recorded, observed, keep_first, ctx.dialect,
+                            book=book, duplicate_check=ctx.spec.lead_duplicate_check)
+    part = plan_leads(merged_leads(ctx.crm, ctx.spec.leads, book, lead_ctx, settled))
+    return Gathered(desired, sealed(with_leads(plan, part)), lead_ctx)
+
+
+def lead_context(settings: DialerSettings, crm: sa.Engine, resource: ResourceSpec, plan: Plan,
+                 desired: Desired, recorded: Recorded, observed: Observed,
+                 keep_first_phone: bool, dialect: Dialect,
+                 book: LeadBook | None = None,
+                 duplicate_check: tuple[str, ...] = ()) -> LeadContext:
+    """What the lead merge needs besides its two streams, for `plan` and `apply` alike."""
+    usable, blockers = usable_lists(plan, desired, recorded, observed)
+    mapper = LeadMapper(resource)
+    shared = shared_phones_later(crm, resource) if keep_first_phone else None
+    return LeadContext(usable, blockers,
+                       batch_limits(settings, dialect.capabilities.sends_leads_one_by_one),
+                       mapper.fields, mapper.phone,
+                       partial(dialect.lead_problems, duplicate_check=duplicate_check),
+                       keep_first_phone, shared,
+                       book.phone_holders if book is not None else None)
+
+
+def batch_limits(settings: DialerSettings, one_by_one: bool = False) -> BatchLimits:
+    if one_by_one:   # each lead is its own request: a batch only groups them for bookkeeping
+        return BatchLimits(settings.leads_per_batch, sys.maxsize, 0)
+    empty = requests.api_request(login_of(settings), "add_multi_lead", {"multi_leads": "[]"})
+    return BatchLimits(settings.leads_per_batch, settings.request_byte_limit,
+                       encoded_size(settings, empty))
+
+
+def merged_leads(crm: sa.Engine, resource: ResourceSpec, book: LeadBook, lead_ctx: LeadContext,
+                 settled: tuple[LeadSettlement, ...] = ()) -> Iterator[LeadEvent]:
+    """The lead merge; `settled` are look-ups not yet written, planned as if they were."""
+    return lead_events(stream_leads(crm, resource),
+                       leadsettle.as_recorded(book.stream_recorded(), settled), lead_ctx)
 
 
 def fill_in_lead_phones(ctx: Context) -> int:
@@ -183,21 +226,31 @@ def _run(ctx: Context, gathered: Gathered, plan: Plan, run_id: str, kind: str,
                     reason="a previous run stopped between sending and recording")
     log.info("run_started", kind=kind, ops=len(plan.ops), plan_digest=plan.digest)
     report = Executor(ctx.dialer, ctx.store, gathered.desired, run_id, keep_going,
-                      ctx.spec.policy.user_fields).apply(
-        replace(plan, ops=tuple(op for op in plan.ops if not isinstance(op, AddLeads))))
-    if gathered.leads is not None and ctx.spec.leads is not None \
-            and report.outcome in ("ok", "partial"):
-        stream = leadflow.events(ctx.crm, ctx.spec.leads, book, gathered.leads)
-        leadflow.send_leads(ctx.dialer, book, stream, plan, report, keep_going,
-                            dialect=ctx.dialect,
-                            concurrency=ctx.settings.dialer.lead_concurrency,
-                            duplicate_check=ctx.spec.lead_duplicate_check)
-        if report.outcome == "ok" and report.failures:
-            report.outcome = "partial"
+                      ctx.spec.policy.user_fields,
+                      leads=_lead_sender(ctx, gathered, plan, book, run_id)).apply(plan)
     if plan.rejects:
         # CRM rows our checks rejected never reach the executor: count them in the run too.
         report.counts["crm_rejected"] = len(plan.rejects)
     return report
+
+
+def _lead_sender(ctx: Context, gathered: Gathered, plan: Plan, book: LeadBook,
+                 run_id: str) -> LeadSender | None:
+    """The executor's collaborator for the plan's lead batches, as the dialect takes leads."""
+    resource, lead_ctx = ctx.spec.leads, gathered.leads
+    planned = [op for op in plan.ops if isinstance(op, AddLeads)]
+    if resource is None or lead_ctx is None or not planned:
+        return None
+    total = sum(len(op.keys) for op in planned)
+    def progress() -> AbstractContextManager[Progress]:
+        return progress_bar(total, enabled=sys.stderr.isatty())
+
+    merge = partial(merged_leads, ctx.crm, resource, book, lead_ctx)
+    if ctx.dialect.capabilities.sends_leads_one_by_one:
+        return OneByOneSender(ctx.dialer, book, run_id, merge, progress=progress,
+                              concurrency=ctx.settings.dialer.lead_concurrency,
+                              duplicate_check=ctx.spec.lead_duplicate_check)
+    return LeadSender(ctx.dialer, book, run_id, merge, progress=progress)
 
 
 def _record_cut_short(store: StateStore, run_id: str, kind: str, exc: BaseException) -> None:

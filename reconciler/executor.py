@@ -3,6 +3,8 @@
 Answers are read as DESIGN.md says: add_user "already exists" converges with update_user;
 update_user "does not exist" recreates with add_user; add_list "already exist" adopts. A
 rejected row is recorded and the run goes on; no permission or an unreachable dialer stops it.
+Lead batches (AddLeads) are steps like the others, sent by a lead-sending collaborator the
+caller gives (add_multi_lead in batches, or add_lead one by one, as the dialect can).
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 
@@ -26,6 +28,7 @@ from reconciler.errors import (
 )
 from reconciler.model import USER_FIELDS, Desired, DesiredUser
 from reconciler.plan import (
+    AddLeads,
     AddList,
     AddUser,
     AdoptList,
@@ -82,49 +85,91 @@ class RunReport:
         self.outcome, self.message = "lease_lost", str(lost)
 
 
+class LeadSending(Protocol):
+    """Sends the plan's lead batches, each AddLeads op as one step (leadexec.LeadSender)."""
+
+    def send(self, op: AddLeads, report: RunReport, keep_going: Callable[[], bool]) -> bool:
+        """Send the batch `op` promised, numbered by `report.next_seq()` and recorded like any
+        step; ask `keep_going` (through `report.go_on`) before sending. Returns True when the
+        run must stop, with the report saying why."""
+        ...
+
+    def finish(self, report: RunReport) -> None:
+        """After the plan's last step, when the run was not stopped."""
+        ...
+
+    def close(self) -> None:
+        """At the end of the run, whatever its outcome."""
+        ...
+
+
+# Takes one op's step: (op, report, whether it is the plan's first) -> True when the run stops.
+Step = Callable[[Any, RunReport, bool], bool]
+
+
 class Executor:
     def __init__(self, api: DialerPort, store: StateStore, desired: Desired,
                  run_id: str, keep_going: Callable[[], bool] | None = None,
-                 owned_fields: tuple[str, ...] = USER_FIELDS) -> None:
+                 owned_fields: tuple[str, ...] = USER_FIELDS,
+                 leads: LeadSending | None = None) -> None:
         self.api, self.store, self.desired, self.run_id = api, store, desired, run_id
         self.owned_fields = owned_fields
-        # Asked after every recorded step: False on a stop request; raises LeaseLost when the
-        # lease is not ours any more.
+        # Asked before every step but the first: False on a stop request; raises LeaseLost when
+        # the lease is not ours any more.
         self.keep_going = keep_going or (lambda: True)
-        self._handlers: dict[type[Any], Callable[[Any], StepResult]] = {
-            AddList: self._add_list,
-            AdoptList: self._adopt_list,
-            UpdateList: self._update_list,
-            SettleLeads: self._settle_leads,
-            AddUser: self._add_user,
-            UpdateUser: self._update_user,
-            DeactivateUser: self._deactivate_user,
+        self.leads = leads
+        self._steps: dict[type[Any], Step] = {
+            AddList: self._recorded(self._add_list),
+            AdoptList: self._recorded(self._adopt_list),
+            UpdateList: self._recorded(self._update_list),
+            SettleLeads: self._recorded(self._settle_leads),
+            AddLeads: self._add_leads,
+            AddUser: self._recorded(self._add_user),
+            UpdateUser: self._recorded(self._update_user),
+            DeactivateUser: self._recorded(self._deactivate_user),
         }
 
     def apply(self, plan: Plan) -> RunReport:
         report = RunReport(self.run_id)
-        for done, op in enumerate(plan.ops, start=1):
-            try:
-                stop = self._run_step(report.next_seq(), op, report)
-                if not stop and done < len(plan.ops):
-                    stop = not report.go_on(self.keep_going)
-            except LeaseLost as lost:        # the step's own record was refused
-                report.lease_lost(lost)
-                stop = True
-            if stop:
-                left = len(plan.ops) - done
-                report.message += f"; {left} later step(s) not attempted" if left else ""
-                break
+        try:
+            self._take_steps(plan.ops, report)
+        finally:
+            if self.leads is not None:
+                self.leads.close()
         if report.outcome == "ok" and report.failures:
             report.outcome = "partial"
         return report
 
-    def _run_step(self, seq: int, op: Op, report: RunReport) -> bool:
+    def _take_steps(self, ops: tuple[Op, ...], report: RunReport) -> None:
+        for index, op in enumerate(ops):
+            try:
+                stop = self._steps[type(op)](op, report, index == 0)
+            except LeaseLost as lost:        # the step's own record was refused
+                report.lease_lost(lost)
+                stop = True
+            if stop:
+                left = len(ops) - report.last_seq     # every step begun took one number
+                report.message += f"; {left} later step(s) not attempted" if left else ""
+                return
+        if self.leads is not None:
+            self.leads.finish(report)
+
+    def _recorded(self, handler: Callable[[Any], StepResult]) -> Step:
+        """The step of an op whose handler gives a StepResult, recorded by `_run_step`."""
+        def step(op: Op, report: RunReport, first: bool) -> bool:
+            # The run's start has just checked the lease: the first step goes without asking.
+            if not first and not report.go_on(self.keep_going):
+                return True
+            return self._run_step(report.next_seq(), handler, op, report)
+        return step
+
+    def _run_step(self, seq: int, handler: Callable[[Any], StepResult], op: Op,
+                  report: RunReport) -> bool:
         """Run one op and record it. Returns True when the run must stop."""
         started = time.monotonic()
         stop = False
         try:
-            result = self._handlers[type(op)](op)
+            result = handler(op)
         except DialerRejected as exc:
             result = StepResult("rejected", str(exc))
         except DialerRefused as exc:
@@ -207,6 +252,16 @@ class Executor:
                           lambda w: w.update_list_fields(op.list_id, changes, "adopted"))
 
     # --- leads --------------------------------------------------------------------------------
+
+    def _add_leads(self, op: AddLeads, report: RunReport, first: bool) -> bool:
+        """Delegated: the sender reads the batch from the CRM again, checks it is the one the
+        plan promised, then asks whether the run goes on, even as the run's first step (that
+        read may take a while)."""
+        if self.leads is None:     # no merge to read the batch from: none is sent
+            log.warning("lead_batch_not_sent", key=op.key, run_id=self.run_id,
+                        reason="no lead sender for this run")
+            return False
+        return self.leads.send(op, report, self.keep_going)
 
     def _settle_leads(self, op: SettleLeads) -> StepResult:
         changed = leadsettle.record(LeadBook(self.store), leadsettle.from_op(op))

@@ -1,6 +1,7 @@
 """Send lead batches exactly once: intent committed, batch sent, each lead's outcome committed.
 
-Batches come from the same merge that made the plan, read afresh from the CRM; each must carry
+The executor hands each of the plan's AddLeads ops here, in plan order, as one step of the run.
+The batch comes from the same merge that made the plan, read afresh from the CRM; it must carry
 the keys the plan promised, or sending stops. A batch whose answer is lost stays in doubt and
 stops the run: the dialer is not answering, and nothing is ever resent blindly.
 """
@@ -8,8 +9,8 @@ stops the run: the dialer is not answering, and nothing is ever resent blindly.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager, ExitStack, nullcontext
 from typing import Any
 
 import structlog
@@ -22,7 +23,6 @@ from reconciler.errors import (
     DialerRejected,
     DialerUnavailable,
     FieldInvalid,
-    LeaseLost,
 )
 from reconciler.executor import RunReport
 from reconciler.leadplan import LeadBatch, LeadEvent
@@ -34,37 +34,70 @@ from reconciler.state.leads import LeadBook, LeadResult
 log = structlog.get_logger()
 
 Progress = Callable[[int], None]
+CHANGED_SINCE_PLAN = ("the CRM's leads changed since the plan was made; nothing more sent, "
+                      "plan again")
 
 
 class LeadSender:
+    """The executor's lead-sending collaborator (`executor.LeadSending`): add_multi_lead."""
+
     intent_status = "pending"          # a batch sent whole: each of its leads may be sent
+    # The executor's, given with the first batch.
+    report: RunReport
+    keep_going: Callable[[], bool]
 
-    def __init__(self, client: DialerPort, book: LeadBook, run_id: str, report: RunReport,
-                 *, blocked_lists: Mapping[str, str], keep_going: Callable[[], bool],
-                 progress: Progress | None = None) -> None:
-        self.client, self.book, self.run_id, self.report = client, book, run_id, report
-        self.blocked_lists = blocked_lists           # list_id -> why it could not be created
-        self.keep_going = keep_going
-        self.progress = progress or (lambda sent: None)
+    def __init__(self, client: DialerPort, book: LeadBook, run_id: str,
+                 merge: Callable[[], Iterable[LeadEvent]], *,
+                 progress: Callable[[], AbstractContextManager[Progress]] | None = None) -> None:
+        self.client, self.book, self.run_id = client, book, run_id
+        # The lead merge, started at the first batch: after the steps before it are recorded
+        # (a settle_leads step changes what the merge reads from the state).
+        self.merge = merge
+        self.open_progress = progress or (lambda: nullcontext(lambda sent: None))
+        self.blocked_lists: dict[str, str] = {}      # list_id -> why it could not be created
+        self.progress: Progress = lambda sent: None
         self.seq = 0                                  # the current step's (report.next_seq())
+        self._batches: Iterator[LeadBatch] | None = None
+        self._failures_seen = 0
+        self._resources = ExitStack()
 
-    def send_all(self, events: Iterable[LeadEvent], planned: Iterable[AddLeads]) -> None:
-        expected: Iterator[AddLeads] = iter(planned)
-        for batch in (e for e in events if isinstance(e, LeadBatch)):
-            promised = next(expected, None)
-            if promised is None or promised.key != f"{batch.list_id}/{batch.seq}" \
-                    or promised.keys != batch.keys:
-                self._stop("failed", "the CRM's leads changed since the plan was made; "
-                                     "nothing more sent, plan again")
-                return
-            if not self.report.go_on(self.keep_going):
-                return
-            try:
-                if not self._send(batch):
-                    return
-            except LeaseLost as lost:        # the batch's intent, or its step, was refused
-                self.report.lease_lost(lost)
-                return
+    def send(self, op: AddLeads, report: RunReport, keep_going: Callable[[], bool]) -> bool:
+        """Send the batch `op` promised as one step. Returns True when the run must stop (the
+        report says why). Asks `keep_going` once the batch is read and checked, before sending:
+        reading it from the CRM may take a while."""
+        if self._batches is None:
+            self._start(report, keep_going)
+        assert self._batches is not None
+        batch = next(self._batches, None)
+        if batch is None:          # the CRM holds fewer leads to send than planned: done
+            return False
+        if op.key != f"{batch.list_id}/{batch.seq}" or op.keys != batch.keys:
+            return not self._stop("failed", CHANGED_SINCE_PLAN)
+        if not report.go_on(keep_going):
+            return True
+        self._block_lists_failed_since()
+        return not self._send(batch)
+
+    def finish(self, report: RunReport) -> None:
+        """After the plan's last step: a batch the plan did not promise stops the run."""
+        if self._batches is not None and next(self._batches, None) is not None:
+            self._stop("failed", CHANGED_SINCE_PLAN)
+
+    def close(self) -> None:
+        """End what the first batch started (the progress display)."""
+        self._resources.close()
+
+    def _start(self, report: RunReport, keep_going: Callable[[], bool]) -> None:
+        self.report, self.keep_going = report, keep_going
+        self.progress = self._resources.enter_context(self.open_progress())
+        self._batches = (e for e in self.merge() if isinstance(e, LeadBatch))
+
+    def _block_lists_failed_since(self) -> None:
+        """Lists whose add_list failed in this run: their leads wait for a later run."""
+        failures = self.report.failures
+        self.blocked_lists.update({key: message for op, key, message
+                                   in failures[self._failures_seen:] if op == "add_list"})
+        self._failures_seen = len(failures)
 
     def _begin(self, batch: LeadBatch) -> tuple[float, str | None]:
         """Start a batch's step: skip it if its list is missing, else commit its intent.

@@ -21,6 +21,7 @@ import contextvars
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import AbstractContextManager
 from itertools import islice
 
 from reconciler.dialer.vicidial_replies import DuplicateLead
@@ -36,7 +37,6 @@ from reconciler.errors import (
 from reconciler.executor import RunReport
 from reconciler.leadexec import LeadSender, Progress
 from reconciler.leadplan import LeadBatch, LeadEvent
-from reconciler.plan import AddLeads
 from reconciler.ports import DialerPort, lacking
 from reconciler.state.leads import LeadBook, LeadResult
 
@@ -49,12 +49,11 @@ class OneByOneSender(LeadSender):
     pool: ThreadPoolExecutor
     intent_status = "queued"           # not sent until marked `sending`, one by one
 
-    def __init__(self, client: DialerPort, book: LeadBook, run_id: str, report: RunReport,
-                 *, blocked_lists: Mapping[str, str], keep_going: Callable[[], bool],
-                 progress: Progress | None = None, concurrency: int = 4,
-                 duplicate_check: Sequence[str] = ()) -> None:
-        super().__init__(client, book, run_id, report, blocked_lists=blocked_lists,
-                         keep_going=keep_going, progress=progress)
+    def __init__(self, client: DialerPort, book: LeadBook, run_id: str,
+                 merge: Callable[[], Iterable[LeadEvent]], *,
+                 progress: Callable[[], AbstractContextManager[Progress]] | None = None,
+                 concurrency: int = 4, duplicate_check: Sequence[str] = ()) -> None:
+        super().__init__(client, book, run_id, merge, progress=progress)
         sender = client.lead_sender
         if sender is None:
             raise lacking("add_lead")
@@ -63,13 +62,12 @@ class OneByOneSender(LeadSender):
         self.concurrency = concurrency
         self.duplicate_check = tuple(duplicate_check)
 
-    def send_all(self, events: Iterable[LeadEvent], planned: Iterable[AddLeads]) -> None:
+    def _start(self, report: RunReport, keep_going: Callable[[], bool]) -> None:
+        super()._start(report, keep_going)
         self.pool = ThreadPoolExecutor(max_workers=self.concurrency,
                                        thread_name_prefix="add-lead")
-        try:
-            super().send_all(events, planned)
-        finally:
-            self.pool.shutdown(wait=True, cancel_futures=True)
+        # Closed before the progress display: the calls in flight finish first.
+        self._resources.callback(self.pool.shutdown, wait=True, cancel_futures=True)
 
     def _send(self, batch: LeadBatch) -> bool:
         started, batch_id = self._begin(batch)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -70,3 +71,45 @@ def test_count_limit_alone_gives_the_minimum_number_of_batches() -> None:
             batches, current = batches + 1, OpenBatch(limits)
         current.add(str(n), lead, "", lead_cost(lead))
     assert batches + 1 == math.ceil(1234 / 500)
+
+
+@pytest.mark.parametrize(("lead", "cost"), [
+    ({}, 6),                                        # {} -> %7B%7D
+    ({"a": "b"}, 23),                               # every brace, quote and colon escaped
+    ({"phone_number": "5550001"}, 40),
+    ({"first_name": "José Ñ"}, 51),                 # JSON escapes it to ASCII first
+    ({"comments": "a b&c"}, 36),                    # a space is one byte ('+'), '&' three
+], ids=["empty", "one-field", "phone", "non-ascii", "space-and-ampersand"])
+def test_a_leads_cost_is_its_encoded_json(lead: dict[str, str], cost: int) -> None:
+    assert lead_cost(lead) == cost
+
+
+@pytest.mark.parametrize(("limits", "costs", "cost", "fits"), [
+    (BatchLimits(2, 10, 0), [], 50, True),          # an empty batch takes any lead
+    (BatchLimits(2, 1000, 0), [10, 10], 10, False),  # full by count
+    (BatchLimits(5, 100, 50), [20], 27, True),       # 50 + 20 + comma 3 + 27 = 100 exactly
+    (BatchLimits(5, 100, 50), [20], 28, False),      # one byte over
+], ids=["empty-batch", "count-limit", "bytes-exactly", "bytes-one-over"])
+def test_a_lead_fits_an_open_batch(limits: BatchLimits, costs: list[int], cost: int,
+                                   fits: bool) -> None:
+    batch = OpenBatch(limits)
+    for n, c in enumerate(costs):
+        batch.add(str(n), {}, "", c)
+    assert batch.fits(cost) is fits
+
+
+@pytest.mark.parametrize(("limits", "cost", "alone"), [
+    (BatchLimits(500, 100, 80), 20, True),
+    (BatchLimits(500, 100, 80), 21, False),
+], ids=["just-fits", "one-byte-over"])
+def test_a_lead_fits_a_request_of_its_own(limits: BatchLimits, cost: int, alone: bool) -> None:
+    assert limits.fits_alone(cost) is alone
+
+
+def test_an_open_batch_counts_the_empty_request_each_lead_and_the_commas() -> None:
+    batch = OpenBatch(BatchLimits(10, 1000, 80))
+    for n, cost in enumerate([20, 30, 40]):
+        batch.add(str(n), {}, f"d{n}", cost)
+    assert batch.size == 80 + 20 + 30 + 40 + 2 * COMMA_BYTES
+    assert [(key, digest) for key, _, digest in batch.items] == [("0", "d0"), ("1", "d1"),
+                                                                 ("2", "d2")]

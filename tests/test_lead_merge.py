@@ -1,0 +1,188 @@
+"""The lead merge (leadplan.lead_events), table by table: CRM leads and recorded leads in,
+the events the plan and the lead sender act on out. No database, no dialer."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from reconciler.batching import BatchLimits
+from reconciler.leadplan import (
+    LeadBatch,
+    LeadContext,
+    LeadDrift,
+    LeadEvent,
+    LeadOrderError,
+    LeadTotals,
+    lead_events,
+)
+from reconciler.model import DesiredLead, RecordedLead, RowRejection
+from reconciler.plan import Reject
+
+Row = tuple[str, str, str]        # (key, list_id, phone): all a test lead is made of
+
+
+def fields_of(row: tuple[Any, ...]) -> tuple[dict[str, str], list[tuple[str, str]]]:
+    key, list_id, phone = row
+    if not phone:
+        return {}, [("phone_number", "is required")]
+    return {"phone_number": phone, "list_id": list_id, "vendor_lead_code": key}, []
+
+
+def digits_only(fields: Mapping[str, str]) -> list[tuple[str, str]]:
+    return [] if fields["phone_number"].isdigit() else [("phone_number", "must be digits")]
+
+
+def crm(key: str, list_id: str = "L1", phone: str = "", digest: str = "d1") -> DesiredLead:
+    return DesiredLead(key, list_id, digest, (key, list_id, phone or f"555{ord(key[0]):04d}"))
+
+
+def had(key: str, status: str = "sent", list_id: str = "L1", digest: str = "d1"
+        ) -> RecordedLead:
+    return RecordedLead(key, list_id, digest, status)
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    desired: list[DesiredLead | RowRejection]
+    recorded: list[RecordedLead] = field(default_factory=list)
+    expected: list[tuple[Any, ...]] = field(default_factory=list)   # see `shown`
+    counts: dict[tuple[str, str], int] = field(default_factory=dict)
+    usable: frozenset[str] = frozenset({"L1", "L2"})
+    blockers: Mapping[str, str] = field(default_factory=dict)
+    max_leads: int = 2
+    max_bytes: int = 10_000
+    shared: Mapping[tuple[str, str], str] | None = None      # keep_first, from the CRM
+    holders: Mapping[tuple[str, str], tuple[str, ...]] | None = None   # ... from the state
+
+
+def shown(event: LeadEvent) -> tuple[Any, ...]:
+    if isinstance(event, LeadBatch):
+        return ("batch", event.list_id, event.seq, event.keys)
+    if isinstance(event, Reject):
+        return ("reject", event.key, event.field, event.reason)
+    if isinstance(event, LeadDrift):
+        return ("drift", event.list_id, event.topic, event.key)
+    return ("totals",)
+
+
+CASES = [
+    Case("new leads go in batches of max_leads, per list, closed as they fill",
+         [crm("a"), crm("b"), crm("c"), crm("d", "L2")],
+         expected=[("batch", "L1", 1, ("a", "b")), ("batch", "L1", 2, ("c",)),
+                   ("batch", "L2", 1, ("d",))],
+         counts={("L1", "to_send"): 3, ("L2", "to_send"): 1}),
+    Case("a lead sent and unchanged since is nothing to do",
+         [crm("a")], [had("a")], counts={("L1", "sent"): 1}),
+    Case("a lead changed in the CRM after export is drift, never resent",
+         [crm("a", digest="d2")], [had("a")],
+         expected=[("drift", "L1", "changed_after_export", "a")], counts={("L1", "sent"): 1}),
+    Case("a lead moved to another list after export is drift on its new list",
+         [crm("a", "L2", digest="d2")], [had("a")],
+         expected=[("drift", "L2", "moved_to_other_list", "a")], counts={("L2", "sent"): 1}),
+    Case("a lead in doubt (pending, sending, in_doubt) is never resent silently",
+         [crm("a"), crm("b"), crm("c")],
+         [had("a", "pending"), had("b", "sending"), had("c", "in_doubt")],
+         counts={("L1", "in_doubt"): 3}),
+    Case("a lead the dialer rejected waits for its CRM row to change",
+         [crm("a"), crm("b", digest="d2")], [had("a", "rejected"), had("b", "rejected")],
+         expected=[("batch", "L1", 1, ("b",))],
+         counts={("L1", "rejected_before"): 1, ("L1", "to_send"): 1}),
+    Case("a recorded lead gone from the CRM is counted, nothing else",
+         [crm("b")], [had("a"), had("b"), had("c", list_id="L2")],
+         counts={("L1", "gone"): 1, ("L1", "sent"): 1, ("L2", "gone"): 1}),
+    Case("a lead for a list neither on the dialer nor in the CRM is rejected",
+         [crm("a", "L9")],
+         expected=[("reject", "a", "list_id", "list L9 is neither on the dialer nor in the CRM")],
+         counts={("L9", "rejected"): 1}),
+    Case("a lead for a blocked list is rejected with the blocker's reason",
+         [crm("a")], blockers={"L1": "list L1 is rejected in the CRM (list_name too long)"},
+         expected=[("reject", "a", "list_id",
+                    "list L1 is rejected in the CRM (list_name too long)")],
+         counts={("L1", "rejected"): 1}),
+    Case("a field that cannot be read is rejected by field and rule; the rest go on",
+         [DesiredLead("a", "L1", "d1", ("a", "L1", "")), crm("b")],
+         expected=[("reject", "a", "phone_number", "is required"), ("batch", "L1", 1, ("b",))],
+         counts={("L1", "rejected"): 1, ("L1", "to_send"): 1}),
+    Case("the dialer's field rules are checked before sending",
+         [crm("a", phone="55x")],
+         expected=[("reject", "a", "phone_number", "must be digits")],
+         counts={("L1", "rejected"): 1}),
+    Case("one key on several CRM rows: none of them is sent",
+         [crm("a"), crm("a", phone="5551"), crm("b")],
+         expected=[("reject", "a", "lead_key", "duplicate key: 2 CRM rows share it"),
+                   ("reject", "a", "lead_key", "duplicate key: 2 CRM rows share it"),
+                   ("batch", "L1", 1, ("b",))],
+         counts={("L1", "to_send"): 1}),
+    Case("a row the CRM reader rejected passes through as a reject",
+         [RowRejection("leads", "", "lead_key", "is empty", 0), crm("a")],
+         expected=[("reject", "", "lead_key", "is empty"), ("batch", "L1", 1, ("a",))],
+         counts={("L1", "to_send"): 1}),
+    Case("keep_first: a phone shared in the CRM stays with the lead that keeps it",
+         [crm("a", phone="5550001"), crm("b", phone="5550001")],
+         shared={("L1", "5550001"): "a"},
+         expected=[("reject", "b", "phone_number",
+                    "duplicate phone in list L1: lead a has it and comes first"),
+                   ("batch", "L1", 1, ("a",))],
+         counts={("L1", "rejected"): 1, ("L1", "to_send"): 1}),
+    Case("keep_first: a phone a sent lead holds on the dialer is not sent again",
+         [crm("a", phone="5550001"), crm("b", phone="5550002")],
+         holders={("L1", "5550001"): ("z",)},
+         expected=[("reject", "a", "phone_number",
+                    "duplicate phone in list L1: lead z has it on the dialer already"),
+                   ("batch", "L1", 1, ("b",))],
+         counts={("L1", "rejected"): 1, ("L1", "to_send"): 1}),
+    Case("a lead too large for a request of its own is rejected",
+         [crm("a")], max_bytes=20,
+         expected=[("reject", "a", "multi_leads", "is too large to send in one request")],
+         counts={("L1", "rejected"): 1}),
+]
+
+
+def merge(case: Case) -> list[LeadEvent]:
+    holders = case.holders
+    ctx = LeadContext(
+        case.usable, case.blockers, BatchLimits(case.max_leads, case.max_bytes, 0),
+        fields_of, lambda row: str(row[2]), digits_only,
+        keep_first_phone=case.shared is not None or holders is not None,
+        shared_phones=(lambda: case.shared or {}) if case.shared is not None else None,
+        phone_holders=(lambda pairs: {p: holders[p] for p in pairs if p in holders})
+        if holders is not None else None)
+    return list(lead_events(case.desired, case.recorded, ctx))
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_merge_gives_the_expected_events(case: Case) -> None:
+    events = merge(case)
+    *decided, totals = events
+    assert [shown(e) for e in decided] == case.expected
+    assert isinstance(totals, LeadTotals)
+    assert dict(totals.counts) == case.counts
+
+
+def test_the_digest_is_of_the_desired_leads_only() -> None:
+    """The plan's basis moves when a CRM lead does, never with what was recorded of it."""
+    def digest(desired: list[DesiredLead | RowRejection], recorded: list[RecordedLead]) -> str:
+        last = merge(Case("", desired, recorded))[-1]
+        assert isinstance(last, LeadTotals)
+        return last.digest
+
+    same = digest([crm("a"), crm("b")], [])
+    assert digest([crm("a"), crm("b")], [had("a"), had("b", "in_doubt")]) == same
+    assert digest([crm("a"), crm("b", digest="d2")], []) != same
+    assert digest([crm("a")], []) != same
+
+
+@pytest.mark.parametrize(("desired", "recorded", "which"), [
+    ([crm("b"), crm("a")], [], "CRM"),
+    ([crm("a")], [had("b"), had("a")], "state database"),
+], ids=["crm-out-of-order", "state-out-of-order"])
+def test_a_stream_out_of_key_order_is_an_error_not_a_wrong_plan(
+    desired: list[DesiredLead | RowRejection], recorded: list[RecordedLead], which: str
+) -> None:
+    with pytest.raises(LeadOrderError, match=f"the {which} returned leads out of key order"):
+        merge(Case("", desired, recorded))
