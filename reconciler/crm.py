@@ -18,8 +18,8 @@ from urllib.parse import quote
 
 import sqlalchemy as sa
 
-from reconciler.dialer.fields import check_field
 from reconciler.errors import ReconcilerError
+from reconciler.fieldrules import check_field
 from reconciler.model import (
     USER_SECRET_FIELDS,
     Desired,

@@ -19,13 +19,13 @@ from typing import Protocol
 import httpx
 
 from reconciler.dialer.client import ElisionClient
-from reconciler.dialer.fields import check_field, lead_problems
 from reconciler.dialer.vicidial_client import VicidialClient
 from reconciler.dialer.vicidial_fields import (
     vicidial_input_problems,
     vicidial_rewrite,
     vicidial_stored,
 )
+from reconciler.fieldrules import check_field, lead_problems
 from reconciler.model import Capabilities
 from reconciler.ports import DialerPort
 from reconciler.settings import DialerSettings

@@ -191,3 +191,12 @@ class RecordedLead(NamedTuple):
 # A lead whose outcome on the dialer is unknown: a request carrying it may have reached the
 # dialer, and no answer was recorded. Never resent until a look-up or an operator settles it.
 UNCERTAIN_LEAD_STATUSES = frozenset({"pending", "sending", "in_doubt"})
+
+
+@dataclass(frozen=True)
+class GuardSettings:
+    """The safety guards' limits (`[guards]` in the settings), as the planner reads them."""
+
+    max_deactivations: int = 10
+    max_changed_share: float = 0.5   # of the users we manage, changed in one run
+    min_users_for_share: int = 10    # below this many users the share guard does not apply

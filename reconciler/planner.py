@@ -18,6 +18,7 @@ from reconciler.model import (
     Capabilities,
     Desired,
     DesiredUser,
+    GuardSettings,
     Observed,
     ObservedUser,
     Recorded,
@@ -37,7 +38,6 @@ from reconciler.plan import (
     UpdateUser,
     sealed,
 )
-from reconciler.settings import GuardSettings
 
 
 def make_plan(

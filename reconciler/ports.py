@@ -21,7 +21,6 @@ from reconciler.errors import DialerRefused
 from reconciler.model import Capabilities
 
 if TYPE_CHECKING:
-    from reconciler.dialer.fields import FieldValue
     from reconciler.dialer.replies import (
         ActiveLists,
         LeadOutcome,
@@ -37,6 +36,7 @@ if TYPE_CHECKING:
         ListUpdated,
         UserDetails,
     )
+    from reconciler.fieldrules import FieldValue
 
 
 # --- optional verbs, one facet each ------------------------------------------------------------

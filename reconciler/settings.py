@@ -16,6 +16,7 @@ from types import NoneType, UnionType
 from typing import Any, Literal, Union, get_args, get_origin
 
 from reconciler.errors import ConfigError
+from reconciler.model import GuardSettings as GuardSettings  # the planner's limits, set here
 
 Method = Literal["GET", "POST"]
 # The dialects `reconciler.dialect` implements, in the order error messages list them.
@@ -72,13 +73,6 @@ class StateSettings:
     # `apply`, `resync`: the write lease expires this long after its last heartbeat (renewed
     # every quarter of it), which is how long a crashed process blocks the next one.
     lease_ttl: float = 120.0
-
-
-@dataclass(frozen=True)
-class GuardSettings:
-    max_deactivations: int = 10
-    max_changed_share: float = 0.5   # of the users we manage, changed in one run
-    min_users_for_share: int = 10    # below this many users the share guard does not apply
 
 
 @dataclass(frozen=True)

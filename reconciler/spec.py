@@ -14,9 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from reconciler.dialer.fields import LEAD_RULES
-from reconciler.dialer.vicidial_requests import duplicate_check_value
 from reconciler.errors import FieldInvalid, SpecError
+from reconciler.fieldrules import LEAD_RULES, duplicate_check_value
 from reconciler.model import (
     LIST_FIELDS,
     LIST_REQUIRED_FIELDS,

@@ -59,8 +59,8 @@ def imports_of_ours(module: object) -> set[str]:
 
 
 @pytest.mark.parametrize(("module", "allowed"), [
-    (settings, {"reconciler.errors"}),
-    (config, {"reconciler.errors", "reconciler.settings"}),
+    (settings, {"reconciler.errors", "reconciler.model"}),
+    (config, {"reconciler.errors", "reconciler.model", "reconciler.settings"}),
 ])
 def test_the_settings_and_their_loader_import_only_what_is_below_them(
     module: object, allowed: set[str]

@@ -12,10 +12,10 @@ from types import TracebackType
 from typing import Self
 
 from reconciler.dialer import requests
-from reconciler.dialer.fields import FieldValue
 from reconciler.dialer.replies import ListAdded, UserAdded, UserUpdated
 from reconciler.dialer.requests import ApiLogin, DialerRequest
 from reconciler.dialer.transport import Transport, expect
+from reconciler.fieldrules import FieldValue
 
 
 class SharedVerbs:

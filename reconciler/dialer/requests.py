@@ -11,9 +11,9 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
-from reconciler.dialer import fields
-from reconciler.dialer.fields import FieldValue
+from reconciler import fieldrules as fields
 from reconciler.errors import FieldInvalid
+from reconciler.fieldrules import FieldValue
 from reconciler.redact import MASK
 
 # Parameters whose values are credentials.

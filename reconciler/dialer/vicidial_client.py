@@ -25,7 +25,6 @@ import structlog
 
 from reconciler.dialer import vicidial_requests as build
 from reconciler.dialer.base import SharedVerbs
-from reconciler.dialer.fields import FieldValue
 from reconciler.dialer.requests import DialerRequest, Lead
 from reconciler.dialer.transport import Transport, expect, login_of
 from reconciler.dialer.vicidial_fields import (
@@ -51,6 +50,7 @@ from reconciler.errors import (
     DoesNotExist,
     FieldInvalid,
 )
+from reconciler.fieldrules import FieldValue
 from reconciler.settings import DialerSettings
 
 log = structlog.get_logger()

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Literal
 
-from reconciler.dialer import fields
+from reconciler import fieldrules as fields
 
 Action = Literal["reject", "warn"]
 

@@ -18,24 +18,13 @@ NON-AGENT_API.txt gives them:
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 
-from reconciler.dialer import fields
-from reconciler.dialer.fields import FieldValue
+from reconciler import fieldrules as fields
 from reconciler.dialer.requests import ApiLogin, DialerRequest, Lead, api_request
 from reconciler.errors import FieldInvalid
+from reconciler.fieldrules import FieldValue, duplicate_check_value
 
-# add_lead's duplicate_check options; each may end in a day range ("DUPSYS90DAY") and several
-# are joined with "-".
-DUPLICATE_CHECKS = frozenset({
-    "DUPLIST", "DUPCAMP", "DUPSYS",
-    "DUPPHONEALTLIST", "DUPPHONEALTCAMP", "DUPPHONEALTSYS",
-    "DUPTITLEALTPHONELIST", "DUPTITLEALTPHONECAMP", "DUPTITLEALTPHONESYS",
-    "DUPNAMEPHONELIST", "DUPNAMEPHONECAMP", "DUPNAMEPHONESYS",
-})
-DUPLICATE_CHECK_DAYS = (1, 2, 3, 7, 14, 15, 21, 28, 30, 60, 90, 180, 360)
-_DAYS = re.compile(r"^(?P<option>[A-Z]+?)(?P<days>\d+)DAY$")
 # add_lead's first three parameters, in NON-AGENT_API's order.
 _LEAD_HEAD = ("phone_number", "phone_code", "list_id")
 
@@ -97,20 +86,6 @@ def build_add_lead(
     if list_exists_check:
         params["list_exists_check"] = "Y"
     return api_request(login, "add_lead", params)
-
-
-def duplicate_check_value(options: Sequence[str]) -> str:
-    """The duplicate_check value for `options` ("DUPLIST", "DUPSYS90DAY"...), or FieldInvalid."""
-    for option in options:
-        match = _DAYS.match(option)
-        base, days = (match.group("option"), int(match.group("days"))) if match else (option, 0)
-        if base not in DUPLICATE_CHECKS or (match and days not in DUPLICATE_CHECK_DAYS):
-            raise FieldInvalid("add_lead", "duplicate_check",
-                               "must be DUPLIST, DUPCAMP, DUPSYS or another NON-AGENT_API "
-                               "option, optionally ending in a day range such as 90DAY")
-    if len(set(options)) != len(options):
-        raise FieldInvalid("add_lead", "duplicate_check", "must not repeat an option")
-    return "-".join(options)
 
 
 def build_lead_search(

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reconciler.dialer import fields
-from reconciler.dialer.fields import (
+from reconciler import fieldrules as fields
+from reconciler.fieldrules import (
     RULE_CONTROL,
     RULE_REQUIRED,
     RULE_TYPE,

@@ -16,7 +16,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from reconciler.dialer import requests
-from reconciler.dialer.fields import ADD_USER_REQUIRED
 from reconciler.dialer.replies import (
     ActiveList,
     ActiveLists,
@@ -39,6 +38,7 @@ from reconciler.errors import (
     DoesNotExist,
     FieldInvalid,
 )
+from reconciler.fieldrules import ADD_USER_REQUIRED
 from tests.helpers import API_DOCUMENT, VICIDIAL_RECORDINGS
 
 DOC_LOGIN = ApiLogin(user="api", password="1234", source="test")

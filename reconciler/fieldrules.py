@@ -3,15 +3,19 @@
 The rules come from the Elision API document (users, lists) and from the VICIdial `vicidial_list`
 column sizes (lead fields the document does not bound). The CRM-row checker and the request
 builders use the same `check_field`, so a row is rejected with exactly the rule the builder would
-have raised. Rule strings never contain the value: values can be passwords.
+have raised. Rule strings never contain the value: values can be passwords. Pure data with no
+I/O, so the spec loader and the CRM reader check values by the same rules as the clients.
 """
 
 from __future__ import annotations
 
+import re
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
+
+from reconciler.errors import FieldInvalid
 
 # What callers may pass as a field value. Integers are accepted because CRM columns and the
 # document's own lead example (`"phone_number":1234567893`) carry numbers.
@@ -219,3 +223,31 @@ def lead_problems(
         if problem is not None:
             problems.append((name, problem))
     return problems
+
+
+# --- VICIdial's add_lead duplicate_check ------------------------------------------------------
+
+# add_lead's duplicate_check options; each may end in a day range ("DUPSYS90DAY") and several
+# are joined with "-".
+DUPLICATE_CHECKS = frozenset({
+    "DUPLIST", "DUPCAMP", "DUPSYS",
+    "DUPPHONEALTLIST", "DUPPHONEALTCAMP", "DUPPHONEALTSYS",
+    "DUPTITLEALTPHONELIST", "DUPTITLEALTPHONECAMP", "DUPTITLEALTPHONESYS",
+    "DUPNAMEPHONELIST", "DUPNAMEPHONECAMP", "DUPNAMEPHONESYS",
+})
+DUPLICATE_CHECK_DAYS = (1, 2, 3, 7, 14, 15, 21, 28, 30, 60, 90, 180, 360)
+_DAYS = re.compile(r"^(?P<option>[A-Z]+?)(?P<days>\d+)DAY$")
+
+
+def duplicate_check_value(options: Sequence[str]) -> str:
+    """The duplicate_check value for `options` ("DUPLIST", "DUPSYS90DAY"...), or FieldInvalid."""
+    for option in options:
+        match = _DAYS.match(option)
+        base, days = (match.group("option"), int(match.group("days"))) if match else (option, 0)
+        if base not in DUPLICATE_CHECKS or (match and days not in DUPLICATE_CHECK_DAYS):
+            raise FieldInvalid("add_lead", "duplicate_check",
+                               "must be DUPLIST, DUPCAMP, DUPSYS or another NON-AGENT_API "
+                               "option, optionally ending in a day range such as 90DAY")
+    if len(set(options)) != len(options):
+        raise FieldInvalid("add_lead", "duplicate_check", "must not repeat an option")
+    return "-".join(options)
