@@ -11,8 +11,8 @@ import os
 from sqlalchemy import create_engine
 
 from alembic import context
-from reconciler.settings import StateSettings
-from reconciler.state.schema import metadata
+from reconciler.adapters.state.schema import metadata
+from reconciler.config.settings import StateSettings
 
 config = context.config
 

@@ -58,9 +58,9 @@ def build_state(workdir: Path, target: str) -> None:
     """Record every CRM lead as sent, with the digest a plan computes: a no-change plan."""
     import sqlalchemy as sa
 
-    from reconciler.crm_leads import LeadMapper, stream_leads
-    from reconciler.spec import load_spec
-    from reconciler.state import db
+    from reconciler.adapters.crm.leads import LeadMapper, stream_leads
+    from reconciler.adapters.state import db
+    from reconciler.config.spec import load_spec
 
     state_url = f"sqlite:///{workdir / 'state.db'}"
     engine = db.open_engine(state_url)
@@ -84,7 +84,7 @@ def build_state(workdir: Path, target: str) -> None:
 
 
 def settings_for(workdir: Path, dialer_url: str) -> Any:
-    from reconciler.settings import CrmSettings, DialerSettings, Settings, StateSettings
+    from reconciler.config.settings import CrmSettings, DialerSettings, Settings, StateSettings
 
     (workdir / "spec.toml").write_text(SPEC)
     return Settings(
@@ -113,9 +113,9 @@ def child_scan(workdir: Path) -> dict[str, Any]:
 
 
 def child_plan(workdir: Path) -> dict[str, Any]:
-    from reconciler.engine import gather_and_plan
-    from reconciler.logs import configure_logging
-    from reconciler.runtime import open_context
+    from reconciler.app.bootstrap import open_context
+    from reconciler.app.engine import gather_and_plan
+    from reconciler.app.logs import configure_logging
     from reconciler.sandbox import SandboxData, SandboxDialer, SandboxList
 
     configure_logging(level="WARNING")
@@ -132,9 +132,9 @@ def child_plan(workdir: Path) -> dict[str, Any]:
 
 
 def child_apply(workdir: Path, dialer_url: str) -> dict[str, Any]:
-    from reconciler.engine import apply_plan, gather_and_plan
-    from reconciler.logs import configure_logging
-    from reconciler.runtime import open_context
+    from reconciler.app.bootstrap import open_context
+    from reconciler.app.engine import apply_plan, gather_and_plan
+    from reconciler.app.logs import configure_logging
 
     configure_logging(level="WARNING")
     settings = settings_for(workdir, dialer_url)
@@ -151,18 +151,18 @@ def child_bare(workdir: Path, dialer_url: str) -> dict[str, Any]:
     """The floor: the same batches, prepared in advance, posted in a plain httpx loop."""
     import httpx
 
-    from reconciler.batching import lead_json
-    from reconciler.engine import gather_and_plan, merged_leads
-    from reconciler.leadplan import LeadBatch
-    from reconciler.logs import configure_logging
-    from reconciler.runtime import open_context
+    from reconciler.app.bootstrap import open_context
+    from reconciler.app.engine import gather_and_plan, merged_leads
+    from reconciler.app.logs import configure_logging
+    from reconciler.core.leads.batching import lead_json
+    from reconciler.core.leads.merge import LeadBatch
 
     configure_logging(level="WARNING")
     settings = settings_for(workdir, dialer_url)
     with open_context(settings) as ctx:
         gathered = gather_and_plan(ctx)
         assert ctx.spec.leads is not None and gathered.leads is not None
-        from reconciler.state.leads import LeadBook
+        from reconciler.adapters.state.leads import LeadBook
         bodies = [
             {"source": "bench", "user": "api", "pass": "1234", "function": "add_multi_lead",
              "multi_leads": "[" + ",".join(lead_json(f) for _, f, _ in e.items) + "]"}
@@ -263,7 +263,7 @@ def main() -> None:
             work = Path(tmp) / name
             work.mkdir()
             build_crm(work / "crm.db", args.apply_leads)
-            from reconciler.state import db
+            from reconciler.adapters.state import db
             engine = db.open_engine(f"sqlite:///{work / 'state.db'}")
             db.upgrade(engine)
             engine.dispose()

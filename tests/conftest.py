@@ -24,8 +24,8 @@ import sqlalchemy as sa
 import structlog
 from hypothesis import settings
 
+from reconciler.adapters.state import db
 from reconciler.sandbox import SandboxDialer
-from reconciler.state import db
 
 settings.register_profile("ci", derandomize=True, deadline=None, database=None,
                           print_blob=True)

@@ -12,15 +12,21 @@ from typing import Any
 import sqlalchemy as sa
 from prometheus_client.parser import text_string_to_metric_families
 
-from reconciler import democrm
-from reconciler.dialect import dialect_of
-from reconciler.engine import Context
+from reconciler.adapters.dialer.dialects import dialect_of
+from reconciler.adapters.state.schema import lead_batches, shadow_leads
+from reconciler.adapters.state.store import StateStore
+from reconciler.app.engine import Context
+from reconciler.config.settings import (
+    CrmSettings,
+    DialerSettings,
+    GuardSettings,
+    Settings,
+    StateSettings,
+)
+from reconciler.config.spec import load_spec
+from reconciler.demo import crm as democrm
 from reconciler.sandbox import API_PATH, VICIDIAL_API_PATH, SandboxDialer
 from reconciler.sandbox.wire import Answer, Incoming, parse_params
-from reconciler.settings import CrmSettings, DialerSettings, GuardSettings, Settings, StateSettings
-from reconciler.spec import load_spec
-from reconciler.state.schema import lead_batches, shadow_leads
-from reconciler.state.store import StateStore
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE_SPEC = REPO / "specs" / "example.toml"

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from reconciler import democrm
-from reconciler.engine import apply_plan, gather_and_plan
+from reconciler.app.engine import apply_plan, gather_and_plan
+from reconciler.demo import crm as democrm
 from reconciler.sandbox import SandboxDialer
 from tests.helpers import agent, engine_context, make_crm
 

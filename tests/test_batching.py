@@ -8,10 +8,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reconciler.batching import COMMA_BYTES, BatchLimits, OpenBatch, lead_cost
-from reconciler.dialer import requests
-from reconciler.dialer.client import lead_batches
-from reconciler.dialer.transport import encoded_size, login_of
+from reconciler.adapters.dialer import requests
+from reconciler.adapters.dialer.client import lead_batches
+from reconciler.adapters.dialer.transport import encoded_size, login_of
+from reconciler.core.leads.batching import COMMA_BYTES, BatchLimits, OpenBatch, lead_cost
 from tests.helpers import dialer_settings
 
 # Any text the field rules accept: no control characters or line separators.

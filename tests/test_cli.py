@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.cli import main
-from reconciler.runtime import lease_name
+from reconciler.adapters.state import db
+from reconciler.adapters.state.lease import Lease
+from reconciler.app.bootstrap import lease_name
+from reconciler.cli.main import main
 from reconciler.sandbox import SandboxData, SandboxDialer
 from reconciler.sandbox.server import BackgroundServer, start_background
 from reconciler.sandbox.store import ApiUser
-from reconciler.state import db
-from reconciler.state.lease import Lease
 from tests.helpers import EXAMPLE_SPEC, agent, crm_execute, make_crm
 
 

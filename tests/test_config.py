@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.cli import main
-from reconciler.config import load_settings, require_dialer_password
+from reconciler.cli.main import main
+from reconciler.config.load import load_settings, require_dialer_password
+from reconciler.config.settings import Settings
 from reconciler.errors import ConfigError
-from reconciler.settings import Settings
 
 CANARY = "Canary-pw-7f3e!"
 

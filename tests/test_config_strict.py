@@ -10,16 +10,16 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.cli import main
-from reconciler.config import load_settings
-from reconciler.errors import ConfigError
-from reconciler.settings import (
+from reconciler.cli.main import main
+from reconciler.config.load import load_settings
+from reconciler.config.settings import (
     CrmSettings,
     DaemonSettings,
     DialerSettings,
     GuardSettings,
     StateSettings,
 )
+from reconciler.errors import ConfigError
 
 CANARY = "Canary-pw-7f3e!"
 SECTIONS = {"dialer": DialerSettings, "crm": CrmSettings, "state": StateSettings,

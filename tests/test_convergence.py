@@ -14,10 +14,10 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from reconciler import democrm
-from reconciler.engine import apply_plan, gather_and_plan
+from reconciler.adapters.state import db
+from reconciler.app.engine import apply_plan, gather_and_plan
+from reconciler.demo import crm as democrm
 from reconciler.sandbox import SandboxData, SandboxDialer, SandboxList, SandboxUser
-from reconciler.state import db
 from tests.helpers import engine_context
 
 USERNAMES = [f"{1000 + n}" for n in range(8)] + ["x", "agent_with_a_very_long_username"]

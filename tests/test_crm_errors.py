@@ -16,20 +16,20 @@ import pytest
 import sqlalchemy as sa
 from structlog.testing import capture_logs
 
-from reconciler import democrm
-from reconciler.cli import main
-from reconciler.crm import CrmUnavailable, open_crm
-from reconciler.crm_leads import stream_leads
+from reconciler.adapters.crm.leads import stream_leads
+from reconciler.adapters.crm.source import CrmUnavailable, open_crm
+from reconciler.adapters.keyorder import CHUNK
+from reconciler.adapters.state import queries
+from reconciler.app.engine import Context, apply_plan, gather_and_plan
+from reconciler.cli.main import main
+from reconciler.config.settings import DaemonSettings
+from reconciler.config.spec import load_spec
 from reconciler.daemon.metrics import Stats
 from reconciler.daemon.runner import Runner
-from reconciler.engine import Context, apply_plan, gather_and_plan
-from reconciler.keyorder import CHUNK
+from reconciler.demo import crm as democrm
 from reconciler.sandbox import SandboxDialer
 from reconciler.sandbox.server import start_background
 from reconciler.sandbox.wire import Answer, Incoming, parse_params
-from reconciler.settings import DaemonSettings
-from reconciler.spec import load_spec
-from reconciler.state import queries
 from tests.conftest import PostgresServer
 from tests.helpers import EXAMPLE_SPEC, agent, crm_execute, engine_context, make_crm
 

@@ -17,15 +17,15 @@ import pytest
 import sqlalchemy as sa
 from prometheus_client import CollectorRegistry
 
-from reconciler.cli import build_parser, main
-from reconciler.config import load_settings
+from reconciler.cli.main import build_parser, main
+from reconciler.config.load import load_settings
+from reconciler.core.plan import PLAN_VERSION, Basis, Plan, to_json
 from reconciler.daemon.metrics import (
     DaemonStatus,
     Stats,
     exposition,
     register_scrape_metrics,
 )
-from reconciler.plan import PLAN_VERSION, Basis, Plan, to_json
 from tests.helpers import REPO
 
 README = REPO / "README.md"

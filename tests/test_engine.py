@@ -8,11 +8,11 @@ import pytest
 import sqlalchemy as sa
 from structlog.testing import capture_logs
 
-from reconciler.engine import apply_plan, gather_and_plan
+from reconciler.app.engine import apply_plan, gather_and_plan
+from reconciler.config.settings import GuardSettings
 from reconciler.errors import PlanRefused
 from reconciler.sandbox import SandboxData, SandboxDialer, SandboxList, SandboxUser
 from reconciler.sandbox.store import ApiUser
-from reconciler.settings import GuardSettings
 from tests.helpers import agent, crm_execute, engine_context, make_crm
 
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.cli import main
-from reconciler.exitcodes import EXIT_CHANGES, EXIT_OK, EXIT_REJECTED, EXIT_USAGE
+from reconciler.cli.exitcodes import EXIT_CHANGES, EXIT_OK, EXIT_REJECTED, EXIT_USAGE
+from reconciler.cli.main import main
 from reconciler.sandbox import SandboxDialer
 from tests.helpers import agent
 from tests.test_cli import Setup, _start

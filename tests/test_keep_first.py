@@ -18,13 +18,19 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from reconciler import democrm, engine
-from reconciler.crm_leads import SPACES, phone_digits, shared_phones, shared_phones_by_reading
-from reconciler.engine import apply_plan, gather_and_plan
-from reconciler.plan import AddLeads, Plan
+from reconciler.adapters.crm.leads import (
+    SPACES,
+    phone_digits,
+    shared_phones,
+    shared_phones_by_reading,
+)
+from reconciler.adapters.state import db
+from reconciler.app import engine
+from reconciler.app.engine import apply_plan, gather_and_plan
+from reconciler.config.spec import load_spec
+from reconciler.core.plan import AddLeads, Plan
+from reconciler.demo import crm as democrm
 from reconciler.sandbox import SandboxDialer
-from reconciler.spec import load_spec
-from reconciler.state import db
 from tests.helpers import EXAMPLE_SPEC, crm_execute, engine_context, make_crm
 from tests.test_cli import _start
 from tests.test_leads import LISTS, dialer_leads, lead, run

@@ -22,15 +22,15 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from reconciler.cli import main
-from reconciler.engine import apply_plan, gather_and_plan
+from reconciler.adapters.state import db, queries
+from reconciler.adapters.state.leads import LeadBook
+from reconciler.adapters.state.lease import Lease
+from reconciler.adapters.state.schema import lead_batches, shadow_leads
+from reconciler.adapters.state.store import StateStore
+from reconciler.app.engine import apply_plan, gather_and_plan
+from reconciler.cli.main import main
 from reconciler.sandbox import SandboxDialer, SandboxTransport
 from reconciler.sandbox.server import start_background
-from reconciler.state import db, queries
-from reconciler.state.leads import LeadBook
-from reconciler.state.lease import Lease
-from reconciler.state.schema import lead_batches, shadow_leads
-from reconciler.state.store import StateStore
 from tests.helpers import (
     EXAMPLE_SPEC,
     backdate_lead_sends,

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from reconciler.batching import BatchLimits
-from reconciler.leadplan import (
+from reconciler.core.leads.batching import BatchLimits
+from reconciler.core.leads.merge import (
     LeadBatch,
     LeadContext,
     LeadDrift,
@@ -19,8 +19,8 @@ from reconciler.leadplan import (
     LeadTotals,
     lead_events,
 )
-from reconciler.model import DesiredLead, RecordedLead, RowRejection
-from reconciler.plan import Reject
+from reconciler.core.model import DesiredLead, RecordedLead, RowRejection
+from reconciler.core.plan import Reject
 
 Row = tuple[str, str, str]        # (key, list_id, phone): all a test lead is made of
 

@@ -7,10 +7,23 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from reconciler.leadpart import NOTE_KEYS_SHOWN, LeadPart, plan_leads, usable_lists, with_leads
-from reconciler.leadplan import LeadBatch, LeadDrift, LeadEvent, LeadTotals
-from reconciler.model import Desired, Observed, ObservedList, Recorded, RecordedList, RowRejection
-from reconciler.plan import (
+from reconciler.core.leads.merge import LeadBatch, LeadDrift, LeadEvent, LeadTotals
+from reconciler.core.leads.part import (
+    NOTE_KEYS_SHOWN,
+    LeadPart,
+    plan_leads,
+    usable_lists,
+    with_leads,
+)
+from reconciler.core.model import (
+    Desired,
+    Observed,
+    ObservedList,
+    Recorded,
+    RecordedList,
+    RowRejection,
+)
+from reconciler.core.plan import (
     REJECTED_EARLIER,
     AddLeads,
     AddList,

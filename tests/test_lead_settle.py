@@ -8,10 +8,10 @@ from datetime import timedelta
 
 import pytest
 
-from reconciler import leadsettle
-from reconciler.model import RecordedLead
-from reconciler.plan import Basis, Plan, SettleLeads
-from reconciler.state.leads import LeadSettlement
+from reconciler.adapters.state.leads import LeadSettlement
+from reconciler.apply import leads_settle as leadsettle
+from reconciler.core.model import RecordedLead
+from reconciler.core.plan import Basis, Plan, SettleLeads
 from tests.helpers import dialer_settings
 
 

@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from reconciler import democrm
-from reconciler.engine import Context, apply_plan, gather_and_plan
-from reconciler.plan import AddLeads, AddList
+from reconciler.adapters.state.leads import LeadBook
+from reconciler.app.engine import Context, apply_plan, gather_and_plan
+from reconciler.core.plan import AddLeads, AddList
+from reconciler.demo import crm as democrm
 from reconciler.sandbox import SandboxData, SandboxDialer, SandboxList
-from reconciler.state.leads import LeadBook
 from tests.helpers import EXAMPLE_SPEC, crm_execute, engine_context, make_crm
 
 LISTS = [
@@ -222,8 +222,8 @@ def test_a_saved_plan_sends_exactly_the_planned_batches(
 def test_shared_phones_are_found_by_the_database_alike_on_both_backends(
     database_url: str, tmp_path: Path
 ) -> None:
-    from reconciler.crm_leads import shared_phones, shared_phones_by_reading
-    from reconciler.spec import load_spec
+    from reconciler.adapters.crm.leads import shared_phones, shared_phones_by_reading
+    from reconciler.config.spec import load_spec
 
     engine = democrm.create_crm(database_url, [], LISTS, [
         lead(7, phone="+1 (555) 000-0001"), lead(12, phone="1 555\t000\xa00001\r\n"),

@@ -18,13 +18,13 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from reconciler import democrm
-from reconciler.cli import main
+from reconciler.adapters.state import db, queries
+from reconciler.adapters.state.lease import Lease
+from reconciler.adapters.state.schema import leases, runs, shadow_leads
+from reconciler.adapters.state.store import now
+from reconciler.cli.main import main
+from reconciler.demo import crm as democrm
 from reconciler.sandbox import start_background
-from reconciler.state import db, queries
-from reconciler.state.lease import Lease
-from reconciler.state.schema import leases, runs, shadow_leads
-from reconciler.state.store import now
 from tests.helpers import EXAMPLE_SPEC, HookedSandbox, agent
 
 LEADS_PER_BATCH = 20

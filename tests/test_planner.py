@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from reconciler.model import (
+from reconciler.config.settings import GuardSettings
+from reconciler.core.model import (
     Desired,
     DesiredList,
     DesiredUser,
@@ -18,7 +19,7 @@ from reconciler.model import (
     RowRejection,
     SyncPolicy,
 )
-from reconciler.plan import (
+from reconciler.core.plan import (
     AddList,
     AddUser,
     AdoptList,
@@ -27,8 +28,7 @@ from reconciler.plan import (
     UpdateUser,
     to_json,
 )
-from reconciler.planner import make_plan
-from reconciler.settings import GuardSettings
+from reconciler.core.planner import make_plan
 
 BASIS = Basis("default", 0, "spec", "desired", "observed")
 

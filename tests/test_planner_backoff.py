@@ -7,8 +7,9 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from reconciler.backoff import row_digest
-from reconciler.model import (
+from reconciler.app.render import render_plan
+from reconciler.config.settings import GuardSettings
+from reconciler.core.model import (
     Capabilities,
     Desired,
     DesiredList,
@@ -18,10 +19,9 @@ from reconciler.model import (
     RecordedRejection,
     RecordedUser,
 )
-from reconciler.plan import REJECTED_EARLIER, Basis, Plan
-from reconciler.planner import make_plan
-from reconciler.render import render_plan
-from reconciler.settings import GuardSettings
+from reconciler.core.plan import REJECTED_EARLIER, Basis, Plan
+from reconciler.core.planner import make_plan
+from reconciler.core.planner.backoff import row_digest
 from tests.test_planner import have, want, want_list
 
 REFUSED = "add_user: dialer rejected the request: USER GROUP DOES NOT EXIST"

@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from reconciler.model import (
+from reconciler.config.settings import GuardSettings
+from reconciler.core.model import (
     Capabilities,
     Desired,
     DesiredList,
@@ -24,9 +25,8 @@ from reconciler.model import (
     RowRejection,
     SyncPolicy,
 )
-from reconciler.plan import Basis, FieldChange, Plan, UpdateList, UpdateUser
-from reconciler.planner import make_plan, observed_digest
-from reconciler.settings import GuardSettings
+from reconciler.core.plan import Basis, FieldChange, Plan, UpdateList, UpdateUser
+from reconciler.core.planner import make_plan, observed_digest
 from tests.test_planner import have, have_list, want, want_list
 
 READS_ALL = Capabilities(reads_users=True, reads_lists_individually=True, has_update_list=True,

@@ -10,7 +10,7 @@ import structlog
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from reconciler.logs import SecretScrubber, configure_logging
+from reconciler.app.logs import SecretScrubber, configure_logging
 from reconciler.redact import MASK, excerpt, is_secret_name, redact_text, redact_value
 
 CANARY = "Canary-pw-7f3e!"

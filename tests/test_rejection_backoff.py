@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from reconciler.engine import Context, apply_plan, gather_and_plan
-from reconciler.executor import RunReport
-from reconciler.plan import REJECTED_EARLIER, Plan
-from reconciler.render import render_plan
+from reconciler.app.engine import Context, apply_plan, gather_and_plan
+from reconciler.app.render import render_plan
+from reconciler.apply.executor import RunReport
+from reconciler.core.plan import REJECTED_EARLIER, Plan
 from reconciler.sandbox import SandboxData, SandboxDialer
 from reconciler.sandbox.app import DialerMode
 from tests.helpers import agent, crm_execute, engine_context, make_crm

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from reconciler import config, settings
-from reconciler.dialect import DIALECTS
-from reconciler.settings import DIALECT_NAMES
+from reconciler.adapters.dialer.dialects import DIALECTS
+from reconciler.config import load as config
+from reconciler.config import settings
+from reconciler.config.settings import DIALECT_NAMES
 from tests.helpers import REPO
 
 
@@ -34,15 +35,16 @@ def heavy(loaded: set[str], prefixes: tuple[str, ...]) -> list[str]:
 
 
 def test_loading_settings_and_planning_load_no_dialer_and_no_daemon() -> None:
-    loaded = modules_loaded_by("reconciler.config", "reconciler.settings", "reconciler.planner")
-    assert "reconciler.planner" in loaded            # the check itself ran
-    assert heavy(loaded, ("httpx", "apscheduler", "reconciler.daemon", "reconciler.dialect",
-                          "reconciler.dialer")) == []
+    loaded = modules_loaded_by("reconciler.config.load", "reconciler.config.settings",
+                               "reconciler.core.planner")
+    assert "reconciler.core.planner" in loaded            # the check itself ran
+    assert heavy(loaded, ("httpx", "apscheduler", "reconciler.daemon",
+                          "reconciler.adapters")) == []
 
 
 def test_status_command_does_not_load_the_daemon() -> None:
-    loaded = modules_loaded_by("reconciler.commands.status")
-    assert "reconciler.commands.status" in loaded
+    loaded = modules_loaded_by("reconciler.cli.commands.status")
+    assert "reconciler.cli.commands.status" in loaded
     assert heavy(loaded, ("apscheduler", "reconciler.daemon")) == []
 
 
@@ -59,8 +61,8 @@ def imports_of_ours(module: object) -> set[str]:
 
 
 @pytest.mark.parametrize(("module", "allowed"), [
-    (settings, {"reconciler.errors", "reconciler.model"}),
-    (config, {"reconciler.errors", "reconciler.model", "reconciler.settings"}),
+    (settings, {"reconciler.errors", "reconciler.core.model"}),
+    (config, {"reconciler.errors", "reconciler.core.model", "reconciler.config.settings"}),
 ])
 def test_the_settings_and_their_loader_import_only_what_is_below_them(
     module: object, allowed: set[str]

@@ -13,17 +13,17 @@ import pytest
 import sqlalchemy as sa
 from structlog.testing import capture_logs
 
-from reconciler.cli import main
+from reconciler.adapters.state import db, queries
+from reconciler.adapters.state.leads import LeadBook
+from reconciler.adapters.state.lease import Lease
+from reconciler.adapters.state.store import StateStore
+from reconciler.cli.main import main
+from reconciler.config.settings import DaemonSettings
 from reconciler.daemon.metrics import Stats
 from reconciler.daemon.runner import Runner
 from reconciler.errors import StateUnavailable
 from reconciler.sandbox import SandboxDialer
 from reconciler.sandbox.server import start_background
-from reconciler.settings import DaemonSettings
-from reconciler.state import db, queries
-from reconciler.state.leads import LeadBook
-from reconciler.state.lease import Lease
-from reconciler.state.store import StateStore
 from tests.helpers import EXAMPLE_SPEC, agent, engine_context, make_crm
 from tests.test_crm_errors import Hooked, leads
 

@@ -14,10 +14,10 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
-from reconciler.cli import main
+from reconciler.adapters.state import db, schema
+from reconciler.adapters.state.lease import Lease
+from reconciler.cli.main import main
 from reconciler.errors import SchemaOutdated, StateError
-from reconciler.state import db, schema
-from reconciler.state.lease import Lease
 
 OUR_TABLES = {"state_targets", "shadow_users", "shadow_lists", "shadow_leads", "lead_batches",
               "runs", "run_steps", "leases", "dialer_rejections"}
@@ -122,7 +122,7 @@ def test_upgrade_keeps_leads_recorded_before_phones_were_kept(engine: sa.Engine)
 def test_a_baseline_database_upgrades_in_place_to_hold_dialer_rejections(
     engine: sa.Engine
 ) -> None:
-    from reconciler.state.store import StateStore
+    from reconciler.adapters.state.store import StateStore
 
     db.upgrade(engine, "0001_baseline")
     store = StateStore(engine, "default")

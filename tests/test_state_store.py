@@ -10,12 +10,12 @@ from datetime import datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
+from reconciler.adapters.state import db
+from reconciler.adapters.state.lease import Lease, break_lease, new_owner
+from reconciler.adapters.state.schema import leases, run_steps, runs, shadow_users
+from reconciler.adapters.state.store import StateStore, StepWriter, now
+from reconciler.core.model import RecordedList, RecordedUser
 from reconciler.errors import LeaseLost, LockHeld
-from reconciler.model import RecordedList, RecordedUser
-from reconciler.state import db
-from reconciler.state.lease import Lease, break_lease, new_owner
-from reconciler.state.schema import leases, run_steps, runs, shadow_users
-from reconciler.state.store import StateStore, StepWriter, now
 
 ALICE = {"full_name": "Alice Agent", "user_level": "1", "user_group": "AGENTS", "active": "Y"}
 ALICE_DIGESTS = {"agent_pass": "d1" * 32}

@@ -10,14 +10,14 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from reconciler.cli import main
+from reconciler.adapters.state import db, queries
+from reconciler.adapters.state.lease import Lease
+from reconciler.adapters.state.schema import lead_batches
+from reconciler.cli.main import main
+from reconciler.config.settings import DaemonSettings
 from reconciler.errors import ReconcilerError
 from reconciler.sandbox import SandboxDialer
 from reconciler.sandbox.server import start_background
-from reconciler.settings import DaemonSettings
-from reconciler.state import db, queries
-from reconciler.state.lease import Lease
-from reconciler.state.schema import lead_batches
 from tests.helpers import EXAMPLE_SPEC, agent, make_crm
 
 
@@ -159,13 +159,13 @@ def test_status_needs_no_dialer_password(cli: Cli, monkeypatch: pytest.MonkeyPat
 
 
 def test_daemon_settings_default_when_absent(cli: Cli) -> None:
-    from reconciler.config import load_settings
+    from reconciler.config.load import load_settings
 
     assert load_settings(cli.config, {}).daemon == DaemonSettings()
 
 
 def test_queries_on_each_backend(state_engine: sa.Engine) -> None:
-    from reconciler.state.store import StateStore
+    from reconciler.adapters.state.store import StateStore
 
     store = StateStore(state_engine, "default")
     plan_run = store.start_run("plan", "d1")

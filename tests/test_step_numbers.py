@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from reconciler import democrm
-from reconciler.engine import apply_plan, gather_and_plan
+from reconciler.adapters.state import db
+from reconciler.adapters.state.schema import run_steps, runs
+from reconciler.adapters.state.store import now
+from reconciler.app.engine import apply_plan, gather_and_plan
+from reconciler.demo import crm as democrm
 from reconciler.sandbox import SandboxDialer
-from reconciler.state import db
-from reconciler.state.schema import run_steps, runs
-from reconciler.state.store import now
 from tests.helpers import agent, engine_context, make_crm
 
 USERS = 1001                      # past the 1,000 where lead steps used to be numbered from

@@ -18,13 +18,13 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from reconciler.config import load_settings
-from reconciler.engine import Context, apply_plan, gather_and_plan
+from reconciler.adapters.state.leads import LeadBook
+from reconciler.app.engine import Context, apply_plan, gather_and_plan
+from reconciler.app.render import render_plan
+from reconciler.config.load import load_settings
+from reconciler.core.plan import AddLeads, SettleLeads, UpdateList, UpdateUser, from_json, to_json
 from reconciler.errors import ConfigError
-from reconciler.plan import AddLeads, SettleLeads, UpdateList, UpdateUser, from_json, to_json
-from reconciler.render import render_plan
 from reconciler.sandbox import SandboxDialer, SandboxTransport
-from reconciler.state.leads import LeadBook
 from tests.helpers import (
     EXAMPLE_SPEC,
     agent,

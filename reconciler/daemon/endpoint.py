@@ -24,10 +24,10 @@ from urllib.parse import parse_qs, urlsplit
 
 import structlog
 
+from reconciler.adapters.state import queries
 from reconciler.daemon import metrics
 from reconciler.daemon.scheduler import Daemon
 from reconciler.errors import StateError
-from reconciler.state import queries
 
 log = structlog.get_logger()
 

@@ -18,9 +18,9 @@ import time
 
 import structlog
 
+from reconciler.adapters.state.lease import Lease
 from reconciler.daemon.outage import one_line
 from reconciler.errors import LeaseLost, StateError
-from reconciler.state.lease import Lease
 
 log = structlog.get_logger()
 

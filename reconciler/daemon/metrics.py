@@ -33,8 +33,8 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from reconciler import __version__
+from reconciler.adapters.state import queries
 from reconciler.errors import StateError
-from reconciler.state import queries
 
 # generate_latest writes the classic text format; CONTENT_TYPE_LATEST names a newer one.
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4

@@ -19,17 +19,17 @@ from typing import Any
 
 import structlog
 
-from reconciler.crm import CrmUnavailable
+from reconciler.adapters.crm.source import CrmUnavailable
+from reconciler.adapters.state import queries
+from reconciler.adapters.state.lease import Lease
+from reconciler.app.engine import Context, apply_plan, fill_in_lead_phones, gather_and_plan
+from reconciler.config.settings import RESOURCES, DaemonSettings
+from reconciler.config.spec import Spec
+from reconciler.core.plan import GuardBreach
 from reconciler.daemon.heartbeat import Heartbeat
 from reconciler.daemon.metrics import Stats
 from reconciler.daemon.outage import OUTAGE_KNOWN, Backoff, OutageWatch, one_line
-from reconciler.engine import Context, apply_plan, fill_in_lead_phones, gather_and_plan
 from reconciler.errors import DialerUnavailable, LeaseLost, StateError
-from reconciler.plan import GuardBreach
-from reconciler.settings import RESOURCES, DaemonSettings
-from reconciler.spec import Spec
-from reconciler.state import queries
-from reconciler.state.lease import Lease
 
 log = structlog.get_logger()
 

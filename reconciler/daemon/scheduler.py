@@ -43,11 +43,11 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from prometheus_client import CollectorRegistry
 
+from reconciler.app.engine import Context
+from reconciler.config.settings import DaemonSettings, Schedule
+from reconciler.config.spec import spec_resources
 from reconciler.daemon.metrics import DaemonStatus, Stats, register_scrape_metrics
 from reconciler.daemon.runner import Runner, run_kind
-from reconciler.engine import Context
-from reconciler.settings import DaemonSettings, Schedule
-from reconciler.spec import spec_resources
 
 log = structlog.get_logger()
 

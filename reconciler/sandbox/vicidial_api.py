@@ -9,7 +9,7 @@ Dispatch and input
   then `ERROR: NO FUNCTION SPECIFIED` for any function not below (active_lists, add_multi_lead).
 - Input is filtered first, as non_agent_api.php does with use_non_latin off: characters outside
   each variable's set are dropped and `+` becomes a space in most lead fields (`_FILTERS`, a
-  transcription of the PHP, kept apart from reconciler.dialer's rules so each checks the other).
+  transcription of the PHP, kept apart from the client's rules so each checks the other).
   The database cuts agent_user at 20 characters and full names at 50.
 - Plain text everywhere. ERROR data follows `: |` (`ERROR: list_info LIST DOES NOT EXIST:
   |apiuser|5555`), except add_lead's, which keep ` - ` as recorded; SUCCESS data follows ` - `.

@@ -21,9 +21,9 @@ from typing import Any, TypeVar
 import pytest
 import sqlalchemy as sa
 
+from reconciler.adapters.state import db, queries
 from reconciler.sandbox import SandboxDialer
 from reconciler.sandbox.server import BackgroundServer, start_background
-from reconciler.state import db, queries
 from tests.helpers import EXAMPLE_SPEC, agent, make_crm
 
 REPO = Path(__file__).resolve().parents[2]

@@ -15,12 +15,12 @@ import sqlalchemy as sa
 from prometheus_client import REGISTRY
 
 from reconciler import __version__
+from reconciler.app.engine import Context
+from reconciler.config.settings import DaemonSettings
 from reconciler.daemon.endpoint import Endpoint
 from reconciler.daemon.metrics import Stats, exposition
 from reconciler.daemon.scheduler import Daemon
-from reconciler.engine import Context
 from reconciler.sandbox import SandboxDialer
-from reconciler.settings import DaemonSettings
 from tests.helpers import agent, engine_context, make_crm, scraped
 
 TOKEN = "crm-hook-" + "7" * 32

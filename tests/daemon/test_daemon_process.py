@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 
 import httpx
 
-from reconciler.state import queries
+from reconciler.adapters.state import queries
 from tests.daemon.conftest import TOKEN, Harness, free_port, wait_for
 from tests.helpers import agent, crm_execute, scraped
 

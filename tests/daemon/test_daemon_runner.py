@@ -14,6 +14,13 @@ import sqlalchemy as sa
 import structlog
 from structlog.testing import capture_logs
 
+from reconciler.adapters.state import queries
+from reconciler.adapters.state.lease import Lease, break_lease
+from reconciler.adapters.state.schema import leases
+from reconciler.adapters.state.store import now
+from reconciler.app.engine import Context
+from reconciler.config.settings import DaemonSettings, GuardSettings
+from reconciler.config.spec import load_spec, spec_resources
 from reconciler.daemon.heartbeat import Heartbeat
 from reconciler.daemon.metrics import Stats
 from reconciler.daemon.outage import (
@@ -24,15 +31,8 @@ from reconciler.daemon.outage import (
     install_hold_back,
 )
 from reconciler.daemon.runner import Runner, restrict_spec, run_kind
-from reconciler.engine import Context
 from reconciler.errors import LeaseLost
 from reconciler.sandbox import SandboxDialer
-from reconciler.settings import DaemonSettings, GuardSettings
-from reconciler.spec import load_spec, spec_resources
-from reconciler.state import queries
-from reconciler.state.lease import Lease, break_lease
-from reconciler.state.schema import leases
-from reconciler.state.store import now
 from tests.helpers import (
     EXAMPLE_SPEC,
     HookedSandbox,

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.config import check_schedules, load_settings, read_trigger_token
+from reconciler.config.load import check_schedules, load_settings, read_trigger_token
+from reconciler.config.settings import DaemonSettings, ResourceSchedule, Schedule
 from reconciler.errors import ConfigError
-from reconciler.settings import DaemonSettings, ResourceSchedule, Schedule
 
 BASE = """
 [dialer]

@@ -6,12 +6,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, cast
 
-from reconciler.dialer.base import SharedVerbs
-from reconciler.dialer.client import ElisionClient
+from reconciler.adapters.dialer.base import SharedVerbs
+from reconciler.adapters.dialer.client import ElisionClient
+from reconciler.config.settings import DialerSettings, Method
 from reconciler.errors import DialerError
 from reconciler.sandbox import ApiUser, SandboxData, SandboxDialer
 from reconciler.sandbox.app import DialerMode
-from reconciler.settings import DialerSettings, Method
 
 CANARY_API = "canary-Pw-8271"
 

@@ -7,12 +7,17 @@ from collections.abc import Iterator
 
 import pytest
 
-from reconciler.dialect import DIALECTS, Dialect
-from reconciler.dialer.replies import ActiveLists, ListAdded, UserAdded, UserUpdated
-from reconciler.dialer.vicidial_replies import LeadAdded, ListInfo, ListUpdated, UserDetails
-from reconciler.ports import DialerPort, offered
+from reconciler.adapters.dialer.dialects import DIALECTS, Dialect
+from reconciler.config.settings import DialerSettings
+from reconciler.core.ports import DialerPort, offered
+from reconciler.core.replies import ActiveLists, ListAdded, UserAdded, UserUpdated
+from reconciler.core.vicidial_replies import (
+    LeadAdded,
+    ListInfo,
+    ListUpdated,
+    UserDetails,
+)
 from reconciler.sandbox import ApiUser, SandboxData, SandboxDialer
-from reconciler.settings import DialerSettings
 from tests.dialer.harness import CANARY_API
 
 LEAD = {"phone_number": "7275551212", "list_id": "1101", "vendor_lead_code": "CRM-1",

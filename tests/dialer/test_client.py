@@ -16,10 +16,17 @@ import structlog
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reconciler.dialer import requests
-from reconciler.dialer.client import ElisionClient, lead_batches
-from reconciler.dialer.replies import ActiveList, LeadOutcome, ListAdded, UserAdded, UserUpdated
-from reconciler.dialer.transport import encoded_size, login_of
+from reconciler.adapters.dialer import requests
+from reconciler.adapters.dialer.client import ElisionClient, lead_batches
+from reconciler.adapters.dialer.transport import encoded_size, login_of
+from reconciler.config.settings import DialerSettings
+from reconciler.core.replies import (
+    ActiveList,
+    LeadOutcome,
+    ListAdded,
+    UserAdded,
+    UserUpdated,
+)
 from reconciler.errors import (
     AlreadyExists,
     DialerError,
@@ -31,7 +38,6 @@ from reconciler.errors import (
     DoesNotExist,
     FieldInvalid,
 )
-from reconciler.settings import DialerSettings
 
 URL = "http://dialer.test/dialer/elision_api.php"
 CANARY_API = "canary-Pw-8271"

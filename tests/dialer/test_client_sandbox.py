@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 import structlog
 
-from reconciler.dialer.client import ElisionClient, lead_batches
-from reconciler.dialer.replies import ActiveList, ListAdded
+from reconciler.adapters.dialer.client import ElisionClient, lead_batches
+from reconciler.config.settings import Method
+from reconciler.core.replies import ActiveList, ListAdded
 from reconciler.errors import (
     AlreadyExists,
     DialerInDoubt,
@@ -20,7 +21,6 @@ from reconciler.errors import (
     DoesNotExist,
 )
 from reconciler.sandbox import ApiUser
-from reconciler.settings import Method
 from tests.dialer.harness import CANARY_API, FAULT_CAUSES, Attempt, SandboxHarness, add_agent
 
 CANARY_AGENT = "agent-canary-5531"

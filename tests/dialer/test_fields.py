@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reconciler import fieldrules as fields
-from reconciler.fieldrules import (
+from reconciler.core import fields
+from reconciler.core.fields import (
     RULE_CONTROL,
     RULE_REQUIRED,
     RULE_TYPE,

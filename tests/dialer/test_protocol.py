@@ -15,8 +15,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reconciler.dialer import requests
-from reconciler.dialer.replies import (
+from reconciler.adapters.dialer import requests
+from reconciler.adapters.dialer.requests import ApiLogin
+from reconciler.adapters.dialer.responses import parse_response, retry_after_seconds
+from reconciler.core.fields import ADD_USER_REQUIRED
+from reconciler.core.replies import (
     ActiveList,
     ActiveLists,
     LeadOutcome,
@@ -26,8 +29,6 @@ from reconciler.dialer.replies import (
     UserAdded,
     UserUpdated,
 )
-from reconciler.dialer.requests import ApiLogin
-from reconciler.dialer.responses import parse_response, retry_after_seconds
 from reconciler.errors import (
     AlreadyExists,
     DialerError,
@@ -38,7 +39,6 @@ from reconciler.errors import (
     DoesNotExist,
     FieldInvalid,
 )
-from reconciler.fieldrules import ADD_USER_REQUIRED
 from tests.helpers import API_DOCUMENT, VICIDIAL_RECORDINGS
 
 DOC_LOGIN = ApiLogin(user="api", password="1234", source="test")

@@ -15,14 +15,14 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from reconciler.dialer.client import ElisionClient
+from reconciler.adapters.dialer.client import ElisionClient
+from reconciler.config.settings import DialerSettings, Method
 from reconciler.errors import (
     DialerInDoubt,
     DialerRejected,
     DialerRowFailed,
     DialerUnavailable,
 )
-from reconciler.settings import DialerSettings, Method
 from tests.dialer.harness import CANARY_API, SandboxHarness, add_agent
 
 CANARY_AGENT = "agent-canary-5531"

@@ -11,10 +11,11 @@ import structlog
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from reconciler.dialer.replies import ListAdded
-from reconciler.dialer.vicidial_client import VicidialClient
-from reconciler.dialer.vicidial_fields import vicidial_rewrite, vicidial_stored
-from reconciler.dialer.vicidial_replies import DuplicateLead, ListInfo, PhoneMatches
+from reconciler.adapters.dialer.vicidial_client import VicidialClient
+from reconciler.adapters.dialer.vicidial_fields import vicidial_rewrite, vicidial_stored
+from reconciler.config.settings import Method
+from reconciler.core.replies import ListAdded
+from reconciler.core.vicidial_replies import DuplicateLead, ListInfo, PhoneMatches
 from reconciler.errors import (
     AlreadyExists,
     ConfigError,
@@ -26,7 +27,6 @@ from reconciler.errors import (
     FieldInvalid,
 )
 from reconciler.sandbox import ApiUser
-from reconciler.settings import Method
 from tests.dialer.harness import CANARY_API, FAULT_CAUSES, Attempt, SandboxHarness, add_agent
 
 CANARY_AGENT = "agent-canary_5531"

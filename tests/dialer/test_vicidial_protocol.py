@@ -13,10 +13,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reconciler.dialer import vicidial_requests as build
-from reconciler.dialer.replies import ListAdded, UserAdded, UserUpdated
-from reconciler.dialer.requests import ApiLogin
-from reconciler.dialer.vicidial_replies import (
+from reconciler.adapters.dialer import vicidial_requests as build
+from reconciler.adapters.dialer.requests import ApiLogin
+from reconciler.adapters.dialer.vicidial_responses import parse_vicidial_response
+from reconciler.core.replies import ListAdded, UserAdded, UserUpdated
+from reconciler.core.vicidial_replies import (
     DuplicateLead,
     LeadAdded,
     LeadSearch,
@@ -27,7 +28,6 @@ from reconciler.dialer.vicidial_replies import (
     UserDetails,
     VersionInfo,
 )
-from reconciler.dialer.vicidial_responses import parse_vicidial_response
 from reconciler.errors import (
     AlreadyExists,
     DialerError,

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from reconciler.dialer.vicidial_fields import (
+from reconciler.adapters.dialer.vicidial_fields import (
     vicidial_input_problems,
     vicidial_login_problems,
     vicidial_rewrite,

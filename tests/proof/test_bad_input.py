@@ -31,16 +31,16 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from reconciler.config import load_settings
-from reconciler.dialect import ELISION
-from reconciler.dialer.client import ElisionClient
-from reconciler.engine import Context, apply_plan, gather_and_plan
+from reconciler.adapters.dialer.client import ElisionClient
+from reconciler.adapters.dialer.dialects import ELISION
+from reconciler.adapters.state import db
+from reconciler.adapters.state.store import StateStore
+from reconciler.app.engine import Context, apply_plan, gather_and_plan
+from reconciler.config.load import load_settings
+from reconciler.config.settings import CrmSettings, Settings, StateSettings
+from reconciler.config.spec import Spec, load_spec
 from reconciler.errors import ConfigError, DialerError, ReconcilerError, SpecError
 from reconciler.sandbox import ApiUser, SandboxData, SandboxDialer
-from reconciler.settings import CrmSettings, Settings, StateSettings
-from reconciler.spec import Spec, load_spec
-from reconciler.state import db
-from reconciler.state.store import StateStore
 from tests.helpers import EXAMPLE_SPEC, dialer_settings
 
 API_PASSWORD = "Api-Pw-9QxZ"

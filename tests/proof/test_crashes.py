@@ -33,15 +33,15 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from reconciler import democrm
-from reconciler.cli import main
-from reconciler.digests import load_or_create_key
+from reconciler.adapters.state import db
+from reconciler.adapters.state.keyfile import load_or_create_key
+from reconciler.adapters.state.leads import LeadBook
+from reconciler.adapters.state.schema import lead_batches, runs, shadow_leads
+from reconciler.adapters.state.store import StateStore
+from reconciler.cli.main import main
+from reconciler.demo import crm as democrm
 from reconciler.errors import ConfigError
 from reconciler.sandbox import SandboxDialer, start_background
-from reconciler.state import db
-from reconciler.state.leads import LeadBook
-from reconciler.state.schema import lead_batches, runs, shadow_leads
-from reconciler.state.store import StateStore
 from tests.helpers import EXAMPLE_SPEC
 from tests.proof.support import (
     REPO,
@@ -416,7 +416,8 @@ def test_a_kill_while_the_digest_key_is_written_leaves_no_broken_key(tmp_path: P
     path = tmp_path / "digest.key"
     killed = subprocess.run([
         sys.executable, "-c",
-        "import os, signal, sys; from pathlib import Path; import reconciler.digests as d; "
+        "import os, signal, sys; from pathlib import Path; "
+        "import reconciler.adapters.state.keyfile as d; "
         "d.os.fdopen = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL); "
         "d.load_or_create_key(Path(sys.argv[1]))", str(path)],
         cwd=REPO, capture_output=True, timeout=60, check=False)

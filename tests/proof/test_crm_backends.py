@@ -14,16 +14,17 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from reconciler import democrm, plan
-from reconciler.crm import CrmUnavailable, read_desired, read_only_connection
-from reconciler.crm_leads import stream_leads
-from reconciler.digests import keyed_digest
-from reconciler.engine import apply_plan, gather_and_plan
-from reconciler.model import DesiredLead
+from reconciler.adapters.crm.leads import stream_leads
+from reconciler.adapters.crm.source import CrmUnavailable, read_desired, read_only_connection
+from reconciler.adapters.state.leads import LeadBook
+from reconciler.adapters.state.store import StateStore
+from reconciler.app.engine import apply_plan, gather_and_plan
+from reconciler.config.spec import Spec, load_spec, parse_spec
+from reconciler.core import plan
+from reconciler.core.digests import keyed_digest
+from reconciler.core.model import DesiredLead
+from reconciler.demo import crm as democrm
 from reconciler.sandbox import SandboxDialer
-from reconciler.spec import Spec, load_spec, parse_spec
-from reconciler.state.leads import LeadBook
-from reconciler.state.store import StateStore
 from tests.conftest import PostgresServer
 from tests.helpers import EXAMPLE_SPEC, engine_context
 

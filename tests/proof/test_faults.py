@@ -24,16 +24,16 @@ import pytest
 import sqlalchemy as sa
 import structlog
 
-from reconciler import democrm
-from reconciler.dialer.client import ElisionClient
-from reconciler.engine import Context, apply_plan, gather_and_plan
+from reconciler.adapters.dialer.client import ElisionClient
+from reconciler.adapters.state.leads import LeadBook
+from reconciler.adapters.state.schema import lead_batches, shadow_leads
+from reconciler.app.engine import Context, apply_plan, gather_and_plan
+from reconciler.app.logs import configure_logging
+from reconciler.apply.executor import RunReport
+from reconciler.demo import crm as democrm
 from reconciler.errors import PlanRefused
-from reconciler.executor import RunReport
-from reconciler.logs import configure_logging
 from reconciler.sandbox import ApiUser, SandboxData, SandboxDialer
 from reconciler.sandbox.server import start_background
-from reconciler.state.leads import LeadBook
-from reconciler.state.schema import lead_batches, shadow_leads
 from tests.helpers import engine_context, make_crm
 from tests.proof.support import CANARY_API, agent_canary, assert_no_canary, dump_database
 

@@ -21,12 +21,12 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from reconciler import democrm
+from reconciler.adapters.state import db, queries
+from reconciler.adapters.state.schema import lead_batches, run_steps, runs, shadow_leads
+from reconciler.demo import crm as democrm
 from reconciler.sandbox import SandboxDialer, start_background
 from reconciler.sandbox.server import BackgroundServer
 from reconciler.sandbox.wire import Answer, Incoming, parse_params
-from reconciler.state import db, queries
-from reconciler.state.schema import lead_batches, run_steps, runs, shadow_leads
 from tests.helpers import EXAMPLE_SPEC, agent
 from tests.proof.support import REPO, cli_command, cli_env, wait_for
 

@@ -21,12 +21,12 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from reconciler.cli import main
+from reconciler.adapters.state import db
+from reconciler.adapters.state.schema import shadow_leads
+from reconciler.cli.main import main
 from reconciler.sandbox import SandboxDialer
 from reconciler.sandbox.server import start_background
 from reconciler.sandbox.wire import Answer, Incoming
-from reconciler.state import db
-from reconciler.state.schema import shadow_leads
 from tests.helpers import EXAMPLE_SPEC, backdate_lead_sends, make_crm
 from tests.proof.support import REPO, cli_command, cli_env, wait_for
 

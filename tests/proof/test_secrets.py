@@ -28,21 +28,21 @@ from typing import Any
 import httpx
 import pytest
 
-from reconciler import democrm
-from reconciler.cli import main
-from reconciler.commands import common
-from reconciler.config import load_settings
+from reconciler.adapters.dialer.client import ElisionClient
+from reconciler.adapters.state import db
+from reconciler.app.bootstrap import open_context
+from reconciler.app.engine import apply_plan, gather_and_plan
+from reconciler.app.logs import configure_logging
+from reconciler.cli.commands import common
+from reconciler.cli.main import main
+from reconciler.config.load import load_settings
+from reconciler.config.settings import DaemonSettings, DialerSettings
 from reconciler.daemon.endpoint import Endpoint
 from reconciler.daemon.scheduler import Daemon
-from reconciler.dialer.client import ElisionClient
-from reconciler.engine import apply_plan, gather_and_plan
+from reconciler.demo import crm as democrm
 from reconciler.errors import DialerError, DialerRefused, ReconcilerError
-from reconciler.logs import configure_logging
-from reconciler.runtime import open_context
 from reconciler.sandbox import ApiUser, SandboxData, SandboxDialer, SandboxList
 from reconciler.sandbox.server import start_background
-from reconciler.settings import DaemonSettings, DialerSettings
-from reconciler.state import db
 from tests.helpers import EXAMPLE_SPEC, agent, crm_execute, make_crm
 from tests.proof.support import (
     CANARY_API,

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.cli import Parser
+from reconciler.cli.main import Parser
 from reconciler.widget import asset_paths, module_path, receiver_path
 from reconciler.widget.command import _is_loopback, register
 from reconciler.widget.server import make_server

@@ -1,0 +1,1 @@
+"""The edges: the CRM database, the state database and the dialer's API."""

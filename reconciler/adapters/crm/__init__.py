@@ -1,0 +1,1 @@
+"""The CRM database, read-only: desired users, lists and leads."""

@@ -1,0 +1,1 @@
+"""One run, wired: open the edges, gather, plan, render, apply."""

@@ -1,0 +1,299 @@
+"""The thin shell around the pure planner: gather -> plan -> render | apply.
+
+`plan`, `apply` and `resync` all go through here; they differ in what is gathered and whether
+the executor runs, never in how the plan is made. Leads are planned by the lead merge
+(leadplan.py) over the CRM's and the state's streams; apply runs the same merge again, from
+fresh streams, and the executor sends each batch as it comes.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import asdict, dataclass, replace
+from functools import partial
+
+import sqlalchemy as sa
+import structlog
+
+from reconciler.adapters.crm.leads import (
+    LeadMapper,
+    lead_list_ids,
+    shared_phones_later,
+    stream_leads,
+)
+from reconciler.adapters.crm.source import CrmUnavailable, read_desired
+from reconciler.adapters.dialer import requests
+from reconciler.adapters.dialer.dialects import Dialect
+from reconciler.adapters.dialer.observe import observe
+from reconciler.adapters.dialer.transport import encoded_size, login_of
+from reconciler.adapters.state.leads import LeadBook, LeadSettlement
+from reconciler.adapters.state.store import StateStore
+from reconciler.app import lead_phones as leadphones
+from reconciler.app.progress import progress_bar
+from reconciler.apply import leads_settle as leadsettle
+from reconciler.apply.executor import Executor, RunReport
+from reconciler.apply.leads_batches import LeadSender, Progress
+from reconciler.apply.leads_one_by_one import OneByOneSender
+from reconciler.config.settings import DialerSettings, Settings
+from reconciler.config.spec import ResourceSpec, Spec
+from reconciler.core import planner
+from reconciler.core.digests import keyed_digest
+from reconciler.core.leads.batching import BatchLimits
+from reconciler.core.leads.merge import LeadContext, LeadEvent, lead_events
+from reconciler.core.leads.part import plan_leads, usable_lists, with_leads
+from reconciler.core.model import Desired, Observed, Recorded
+from reconciler.core.plan import AddLeads, Basis, Note, Plan, sealed
+from reconciler.core.planner import backoff
+from reconciler.core.ports import DialerPort
+from reconciler.errors import PlanRefused, ReconcilerError, StateError
+
+log = structlog.get_logger()
+
+
+@dataclass(frozen=True)
+class Context:
+    """Everything a run needs, opened once by the CLI (or a test) and passed in."""
+
+    settings: Settings
+    spec: Spec
+    store: StateStore
+    crm: sa.Engine
+    dialer: DialerPort
+    digest_key: bytes
+    dialect: Dialect           # what the dialer can do; built `dialer`
+
+
+@dataclass(frozen=True)
+class Gathered:
+    desired: Desired
+    plan: Plan
+    leads: LeadContext | None = None     # how leads were planned; apply merges them again alike
+
+
+def gather_and_plan(ctx: Context, *, resync: bool = False,
+                    settled: tuple[LeadSettlement, ...] | None = None) -> Gathered:
+    """Read the three views and plan. Writes nothing anywhere.
+
+    `settled`: in-doubt leads already looked up (by the saved plan being applied); None looks
+    them up now. Each lead is looked up once per run, never again to check a saved plan."""
+    key, caps = ctx.digest_key, ctx.dialect.capabilities
+    desired = read_desired(ctx.crm, ctx.spec, lambda f, v: keyed_digest(key, f, v), ctx.dialect)
+    recorded = ctx.store.load_recorded()
+    observed = _observe(ctx, desired, recorded)
+    basis = Basis(
+        target=ctx.settings.dialer.target,
+        state_version=recorded.version,
+        spec_hash=ctx.spec.hash,
+        desired_digest=planner.desired_digest(desired),
+        observed_digest=planner.observed_digest(observed),
+        resync=resync,
+    )
+    plan = planner.make_plan(desired, recorded, observed, basis, ctx.spec.policy,
+                             ctx.settings.guards, caps)
+    if ctx.spec.leads is None or plan.unavailable:
+        return Gathered(desired, plan)
+    if ctx.spec.lead_duplicate_check and not caps.sends_leads_one_by_one:
+        log.warning("duplicate_check_ignored", dialect=ctx.dialect.name,
+                    reason="this dialer takes leads in batches, without duplicate_check")
+    book = LeadBook(ctx.store)
+    if settled is None:
+        settled = leadsettle.look_up(ctx.dialer, ctx.crm, ctx.spec.leads, book,
+                                     leadsettle.landing_window(ctx.settings.dialer)) \
+            if caps.can_look_up_leads else ()
+    if settled:   # recorded by apply before any lead is sent (a settle_leads op)
+        plan = replace(plan, ops=(*plan.ops, leadsettle.as_op(settled)))
+    keep_first = ctx.spec.policy.lead_duplicates == "keep_first"
+    unknown = book.unknown_phones() if keep_first else 0
+    if unknown:
+        plan = replace(plan, notes=(*plan.notes, Note(
+            "leads", "state", "phones_unknown",
+            f"{unknown} lead(s) were recorded before their phone was kept: the next apply "
+            f"fills it in from the CRM row when unchanged since export; until then keep_first "
+            f"cannot count them")))
+    lead_ctx = lead_context(ctx.settings.dialer, ctx.crm, ctx.spec.leads, plan,
+                            desired, recorded, observed, keep_first, ctx.dialect,
+                            book=book, duplicate_check=ctx.spec.lead_duplicate_check)
+    part = plan_leads(merged_leads(ctx.crm, ctx.spec.leads, book, lead_ctx, settled))
+    return Gathered(desired, sealed(with_leads(plan, part)), lead_ctx)
+
+
+def lead_context(settings: DialerSettings, crm: sa.Engine, resource: ResourceSpec, plan: Plan,
+                 desired: Desired, recorded: Recorded, observed: Observed,
+                 keep_first_phone: bool, dialect: Dialect,
+                 book: LeadBook | None = None,
+                 duplicate_check: tuple[str, ...] = ()) -> LeadContext:
+    """What the lead merge needs besides its two streams, for `plan` and `apply` alike."""
+    usable, blockers = usable_lists(plan, desired, recorded, observed)
+    mapper = LeadMapper(resource)
+    shared = shared_phones_later(crm, resource) if keep_first_phone else None
+    return LeadContext(usable, blockers,
+                       batch_limits(settings, dialect.capabilities.sends_leads_one_by_one),
+                       mapper.fields, mapper.phone,
+                       partial(dialect.lead_problems, duplicate_check=duplicate_check),
+                       keep_first_phone, shared,
+                       book.phone_holders if book is not None else None)
+
+
+def batch_limits(settings: DialerSettings, one_by_one: bool = False) -> BatchLimits:
+    if one_by_one:   # each lead is its own request: a batch only groups them for bookkeeping
+        return BatchLimits(settings.leads_per_batch, sys.maxsize, 0)
+    empty = requests.api_request(login_of(settings), "add_multi_lead", {"multi_leads": "[]"})
+    return BatchLimits(settings.leads_per_batch, settings.request_byte_limit,
+                       encoded_size(settings, empty))
+
+
+def merged_leads(crm: sa.Engine, resource: ResourceSpec, book: LeadBook, lead_ctx: LeadContext,
+                 settled: tuple[LeadSettlement, ...] = ()) -> Iterator[LeadEvent]:
+    """The lead merge; `settled` are look-ups not yet written, planned as if they were."""
+    return lead_events(stream_leads(crm, resource),
+                       leadsettle.as_recorded(book.stream_recorded(), settled), lead_ctx)
+
+
+def fill_in_lead_phones(ctx: Context) -> int:
+    """Record the phone of leads sent before the state kept phones (docs/leads.md).
+
+    A write to the state: call it with the write lease held, before `gather_and_plan`, so the
+    plan counts those leads for keep_first. Returns how many leads it settled; 0 once done.
+    """
+    if ctx.spec.leads is None:
+        return 0
+    return leadphones.fill_in(ctx.crm, ctx.spec.leads, LeadBook(ctx.store))
+
+
+def _observe(ctx: Context, desired: Desired, recorded: Recorded) -> Observed:
+    """Read what the plan needs from the dialer, as far as its dialect can read."""
+    caps, spec = ctx.dialect.capabilities, ctx.spec
+    list_ids: set[str] | None = None
+    if spec.policy.manage_lists or spec.leads is not None:
+        list_ids = set(desired.lists) | set(recorded.lists)
+        if spec.leads is not None and caps.reads_lists_individually:
+            list_ids |= lead_list_ids(ctx.crm, spec.leads)   # the lists leads go to
+    users = set(desired.users) | set(recorded.users) if spec.policy.manage_users else None
+    if list_ids is None and not (users is not None and caps.reads_users):
+        return Observed({})
+    return observe(ctx.dialer, caps, list_ids=list_ids, agent_users=users)
+
+
+def stale_reasons(saved: Basis, current: Basis) -> list[str]:
+    """What moved between a saved plan's basis and now; empty when it still holds."""
+    labels = {
+        "target": "it was made for another dialer target",
+        "state_version": "the state database changed since (another apply ran)",
+        "spec_hash": "the spec file changed",
+        "desired_digest": "the CRM data changed",
+        "observed_digest": "the lists on the dialer changed",
+        "resync": "it was made in another mode (plan vs resync)",
+    }
+    saved_fields, current_fields = asdict(saved), asdict(current)
+    return [labels[name] for name in labels if saved_fields[name] != current_fields[name]]
+
+
+def check_applicable(plan: Plan, *, force: bool) -> None:
+    if plan.unavailable:
+        raise PlanRefused(f"nothing applied: {plan.unavailable}")
+    if plan.breaches and not force:
+        reasons = "; ".join(b.message for b in plan.breaches)
+        raise PlanRefused(f"refused by safety guards: {reasons}. Re-run with --force if this "
+                          f"is intended")
+
+
+def apply_plan(
+    ctx: Context, gathered: Gathered, plan: Plan | None = None, *, kind: str = "apply",
+    force: bool = False, keep_going: Callable[[], bool] | None = None,
+) -> RunReport:
+    """Apply `plan` (default: the gathered one).
+
+    Call with the write lease held and `ctx.store` fenced by it: when the lease is already
+    lost, starting the run raises LeaseLost; lost later, the run ends `lease_lost`. `keep_going`
+    is asked between steps (False: stop on request; it may raise LeaseLost too). A run cut short
+    by an exception (a second interrupt, a state database gone) is recorded before it goes on.
+    """
+    plan = plan or gathered.plan
+    check_applicable(plan, force=force)
+    run_id = ctx.store.start_run(kind, plan.digest)          # the run's first, fenced, write
+    with structlog.contextvars.bound_contextvars(run_id=run_id):
+        try:
+            report = _run(ctx, gathered, plan, run_id, kind, keep_going or (lambda: True))
+        except BaseException as exc:
+            _record_cut_short(ctx.store, run_id, kind, exc)
+            raise
+        ctx.store.finish_run(run_id, report.outcome, report.counts, report.message)
+        log.info("run_finished", kind=kind, outcome=report.outcome, **report.counts)
+    return report
+
+
+def _run(ctx: Context, gathered: Gathered, plan: Plan, run_id: str, kind: str,
+         keep_going: Callable[[], bool]) -> RunReport:
+    forget_settled_refusals(ctx, plan)
+    book = LeadBook(ctx.store)
+    interrupted = book.settle_interrupted()
+    if interrupted:
+        log.warning("lead_batches_in_doubt", batches=interrupted,
+                    reason="a previous run stopped between sending and recording")
+    log.info("run_started", kind=kind, ops=len(plan.ops), plan_digest=plan.digest)
+    report = Executor(ctx.dialer, ctx.store, gathered.desired, run_id, keep_going,
+                      ctx.spec.policy.user_fields,
+                      leads=_lead_sender(ctx, gathered, plan, book, run_id)).apply(plan)
+    if plan.rejects:
+        # CRM rows our checks rejected never reach the executor: count them in the run too.
+        report.counts["crm_rejected"] = len(plan.rejects)
+    return report
+
+
+def _lead_sender(ctx: Context, gathered: Gathered, plan: Plan, book: LeadBook,
+                 run_id: str) -> LeadSender | None:
+    """The executor's collaborator for the plan's lead batches, as the dialect takes leads."""
+    resource, lead_ctx = ctx.spec.leads, gathered.leads
+    planned = [op for op in plan.ops if isinstance(op, AddLeads)]
+    if resource is None or lead_ctx is None or not planned:
+        return None
+    total = sum(len(op.keys) for op in planned)
+    def progress() -> AbstractContextManager[Progress]:
+        return progress_bar(total, enabled=sys.stderr.isatty())
+
+    merge = partial(merged_leads, ctx.crm, resource, book, lead_ctx)
+    if ctx.dialect.capabilities.sends_leads_one_by_one:
+        return OneByOneSender(ctx.dialer, book, run_id, merge, progress=progress,
+                              concurrency=ctx.settings.dialer.lead_concurrency,
+                              duplicate_check=ctx.spec.lead_duplicate_check)
+    return LeadSender(ctx.dialer, book, run_id, merge, progress=progress)
+
+
+def _record_cut_short(store: StateStore, run_id: str, kind: str, exc: BaseException) -> None:
+    """Finish the run of an exception, so that it does not stay `running` for ever: `aborted`
+    when interrupted at once, `failed` otherwise; the counts are those of its recorded steps."""
+    if isinstance(exc, Exception):
+        outcome = "failed"
+        why = str(exc) if isinstance(exc, ReconcilerError) else f"{type(exc).__name__} (a bug)"
+    else:
+        outcome, why = "aborted", str(exc) or "interrupted"
+    try:
+        counts = Counter(step["outcome"] for step in store.steps(run_id))
+        cause = "CRM unavailable" if isinstance(exc, CrmUnavailable) else outcome
+        store.finish_run(run_id, outcome, dict(counts), f"{cause}: {why}")
+    except (sa.exc.SQLAlchemyError, StateError) as error:
+        log.warning("run_not_recorded", error=type(error).__name__,
+                    note="the run stays unfinished in the run log")
+        return
+    # A CRM outage is the caller's to report (the daemon logs it once, not every run).
+    emit = log.info if isinstance(exc, CrmUnavailable) else log.error
+    emit("run_finished", kind=kind, outcome=outcome, message=why, **counts)
+
+
+def forget_settled_refusals(ctx: Context, plan: Plan) -> None:
+    """Before applying: forget the dialer's refusals this plan neither holds back nor sends."""
+    recorded = ctx.store.load_recorded().rejections
+    ctx.store.forget_rejections(backoff.settled(recorded, plan, ctx.spec.policy))
+
+
+def record_plan_run(ctx: Context, plan: Plan, kind: str = "plan") -> str:
+    """A plan is a run too (no steps), so history shows every preview."""
+    run_id = ctx.store.start_run(kind, plan.digest)
+    outcome = "unavailable" if plan.unavailable else "planned"
+    ctx.store.finish_run(run_id, outcome, plan.count(), plan.unavailable)
+    log.info("run_finished", run_id=run_id, kind=kind, outcome=outcome, **plan.count())
+    return run_id
+

@@ -1,0 +1,1 @@
+"""Settings and sync specs, loaded once and passed explicitly."""

@@ -1,0 +1,1 @@
+"""Pure lead planning: the streaming merge and batching."""

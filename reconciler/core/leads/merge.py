@@ -1,0 +1,267 @@
+"""Plan leads: merge the CRM's and the state's key-ordered streams. Pure and bounded in memory.
+
+Both inputs arrive sorted by key (byte order), so one pass decides every lead while holding
+only the open batch of each list, the phones several CRM leads of a list share (for the
+duplicate policy), up to `HELD_CHUNK` leads waiting for their phone to be checked against
+what the dialer holds, and counters. The same generator serves `plan` (which keeps only keys
+and counts) and `apply` (which sends each batch as it is produced), so both always agree.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from reconciler.core.leads.batching import BatchLimits, OpenBatch, lead_cost
+from reconciler.core.model import UNCERTAIN_LEAD_STATUSES, DesiredLead, RecordedLead, RowRejection
+from reconciler.core.plan import Reject
+from reconciler.errors import ReconcilerError
+
+# What a lead in the CRM can be, against what we recorded of it.
+SENT, IN_DOUBT, REJECTED_BEFORE, GONE = "sent", "in_doubt", "rejected_before", "gone"
+CHANGED, MOVED = "changed_after_export", "moved_to_other_list"
+
+HELD_CHUNK = 500        # leads whose phones are checked against the dialer's in one question
+
+LeadCheck = Callable[[Mapping[str, str]], list[tuple[str, str]]]
+# CRM row -> (the lead's fields as sent, fields that could not be read)
+FieldsOf = Callable[[tuple[Any, ...]], tuple[dict[str, str], list[tuple[str, str]]]]
+PhoneOf = Callable[[tuple[Any, ...]], str]
+Pair = tuple[str, str]                  # (list_id, phone as sent)
+# Pairs -> the keys of recorded leads the dialer holds (or may hold) with them, in key order.
+PhoneHolders = Callable[[Collection[Pair]], Mapping[Pair, tuple[str, ...]]]
+
+
+class LeadOrderError(ReconcilerError):
+    """A stream was not in key order: merging it would give a wrong plan."""
+
+
+@dataclass(frozen=True)
+class LeadContext:
+    usable_lists: frozenset[str]          # on the dialer, or created/adopted earlier in the plan
+    list_blockers: Mapping[str, str]      # list_id -> why its leads cannot go (CRM row rejected)
+    limits: BatchLimits
+    fields_of: FieldsOf                   # mapping, done only for leads about to be sent
+    phone_of: PhoneOf                     # the normalised phone, for the duplicate policy
+    check: LeadCheck                      # the dialer's field rules for one lead
+    keep_first_phone: bool = True
+    # keep_first, asked of the CRM: waits for, then gives, (list, phone) -> the key that keeps
+    # it, for phones shared by several leads of a list.
+    shared_phones: Callable[[], Mapping[Pair, str]] | None = None
+    # keep_first, asked of the state: which sent leads already hold a phone in a list.
+    phone_holders: PhoneHolders | None = None
+
+
+@dataclass(frozen=True)
+class LeadBatch:
+    list_id: str
+    seq: int
+    items: tuple[tuple[str, Mapping[str, str], str], ...]     # (key, fields, digest)
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        return tuple(key for key, _, _ in self.items)
+
+
+@dataclass(frozen=True)
+class LeadDrift:
+    list_id: str
+    topic: str                            # changed_after_export | moved_to_other_list
+    key: str
+
+
+@dataclass(frozen=True)
+class LeadTotals:
+    counts: Mapping[tuple[str, str], int]     # (list_id, state) -> leads
+    digest: str                               # of every desired lead: part of the plan basis
+
+
+LeadEvent = LeadBatch | Reject | LeadDrift | LeadTotals
+NOTHING: tuple[LeadEvent, ...] = ()
+
+
+@dataclass
+class _Merge:
+    ctx: LeadContext
+    counts: Counter[tuple[str, str]] = field(default_factory=Counter)
+    batches: dict[str, OpenBatch] = field(default_factory=dict)
+    seq: Counter[str] = field(default_factory=Counter)
+    waiting: list[DesiredLead] = field(default_factory=list)   # for `_send_unless_held`
+    shared: Mapping[Pair, str] | None = None
+    lists_sharing: frozenset[str] = frozenset()
+    digest: hashlib._Hash = field(default_factory=hashlib.sha256)
+    pending_digest: list[str] = field(default_factory=list)
+
+    def remember(self, lead: DesiredLead) -> None:
+        """Fold the lead into the digest of the desired state (by chunks: it runs per lead)."""
+        self.pending_digest.append(f"{lead.key}\x1f{lead.digest}")
+        if len(self.pending_digest) >= 5000:
+            self._fold()
+
+    def _fold(self) -> None:
+        self.digest.update(("\x1e".join(self.pending_digest) + "\x1e").encode())
+        self.pending_digest.clear()
+
+    def decide(self, lead: DesiredLead, have: RecordedLead | None) -> tuple[LeadEvent, ...]:
+        """What to do with one lead. Returns events; usually none (unchanged, already sent)."""
+        self.remember(lead)
+        if have is not None:
+            status = have.status
+            if status == SENT:
+                self.counts[lead.list_id, SENT] += 1
+                if have.digest == lead.digest:
+                    return NOTHING
+                moved = have.list_id != lead.list_id
+                return (LeadDrift(lead.list_id, MOVED if moved else CHANGED, lead.key),)
+            if status in UNCERTAIN_LEAD_STATUSES:
+                self.counts[lead.list_id, IN_DOUBT] += 1       # never resent silently
+                return NOTHING
+            if have.digest == lead.digest:
+                self.counts[lead.list_id, REJECTED_BEFORE] += 1  # resent once the CRM fixes it
+                return NOTHING
+        first = self._first_with_phone(lead)
+        if first is not None:
+            return (self._reject(lead, "phone_number", f"duplicate phone in list "
+                                 f"{lead.list_id}: lead {first} has it and comes first"),)
+        if self.ctx.keep_first_phone and self.ctx.phone_holders is not None:
+            self.waiting.append(lead)
+            return tuple(self._send_unless_held()) if len(self.waiting) >= HELD_CHUNK \
+                else NOTHING
+        return tuple(self._send(lead))
+
+    def _first_with_phone(self, lead: DesiredLead) -> str | None:
+        """keep_first: the key of the lead that keeps this one's phone, when it is another."""
+        if not self.ctx.keep_first_phone or self.ctx.shared_phones is None:
+            return None
+        if self.shared is None:             # first need: only now wait for the CRM's answer
+            self.shared = self.ctx.shared_phones()
+            self.lists_sharing = frozenset(list_id for list_id, _ in self.shared)
+        if lead.list_id not in self.lists_sharing:
+            return None
+        first = self.shared.get((lead.list_id, self.ctx.phone_of(lead.row)))
+        return first if first != lead.key else None
+
+    def _send_unless_held(self) -> Iterator[LeadEvent]:
+        """keep_first: send the waiting leads, except one whose phone the dialer already holds
+        in its list (a lead sent before, whatever its key, even one gone from the CRM since)."""
+        assert self.ctx.phone_holders is not None
+        waiting, self.waiting = self.waiting, []
+        pairs = [(lead.list_id, self.ctx.phone_of(lead.row)) for lead in waiting]
+        holders = self.ctx.phone_holders({pair for pair in pairs if all(pair)})
+        for lead, pair in zip(waiting, pairs, strict=True):
+            holder = next((key for key in holders.get(pair, ()) if key != lead.key), None)
+            if holder is None:
+                yield from self._send(lead)
+            else:
+                yield self._reject(lead, "phone_number", f"duplicate phone in list "
+                                   f"{lead.list_id}: lead {holder} has it on the dialer already")
+
+    def _send(self, lead: DesiredLead) -> Iterator[LeadEvent]:
+        blocker = self.ctx.list_blockers.get(lead.list_id)
+        if blocker is not None or lead.list_id not in self.ctx.usable_lists:
+            yield self._reject(lead, "list_id", blocker or (
+                f"list {lead.list_id} is neither on the dialer nor in the CRM"))
+            return
+        fields, problems = self.ctx.fields_of(lead.row)
+        problems += self.ctx.check(fields) if not problems else []
+        if problems:
+            for name, rule in problems:
+                yield self._reject(lead, name, rule)
+            return
+        cost = lead_cost(fields)
+        if not self.ctx.limits.fits_alone(cost):
+            yield self._reject(lead, "multi_leads", "is too large to send in one request")
+            return
+        batch = self.batches.get(lead.list_id)
+        if batch is not None and not batch.fits(cost):
+            yield self._close(lead.list_id)
+            batch = None
+        if batch is None:
+            batch = self.batches[lead.list_id] = OpenBatch(self.ctx.limits)
+        batch.add(lead.key, fields, lead.digest, cost)
+        self.counts[lead.list_id, "to_send"] += 1
+
+    def _close(self, list_id: str) -> LeadBatch:
+        batch = self.batches.pop(list_id)
+        self.seq[list_id] += 1
+        return LeadBatch(list_id, self.seq[list_id], tuple(batch.items))
+
+    def _reject(self, lead: DesiredLead, name: str, reason: str) -> Reject:
+        self.counts[lead.list_id, "rejected"] += 1
+        return Reject("leads", lead.key, name, reason)
+
+    def finish(self) -> Iterator[LeadEvent]:
+        self._fold()
+        if self.waiting:
+            yield from self._send_unless_held()
+        for list_id in sorted(self.batches):
+            yield self._close(list_id)
+        yield LeadTotals(dict(self.counts), self.digest.hexdigest())
+
+
+def lead_events(
+    desired: Iterable[DesiredLead | RowRejection],
+    recorded: Iterable[RecordedLead],
+    ctx: LeadContext,
+) -> Iterator[LeadEvent]:
+    """One pass over both streams, in key order. Written as one loop: it runs per lead."""
+    merge = _Merge(ctx)
+    counts = merge.counts
+    records = iter(recorded)
+    have = next(records, None)
+    rows = iter(desired)
+    upcoming = next(rows, None)
+    previous = ""
+    while upcoming is not None:
+        item, upcoming = upcoming, next(rows, None)
+        if isinstance(item, RowRejection):
+            yield Reject(item.resource, item.key, item.field, item.rule, item.row)
+            continue
+        key = item.key
+        if key < previous:
+            raise LeadOrderError(f"the CRM returned leads out of key order "
+                                 f"({key!r} after {previous!r})")
+        previous = key
+        group: list[DesiredLead | RowRejection] | None = None
+        if upcoming is not None and upcoming.key == key:
+            group = [item]
+            while upcoming is not None and upcoming.key == key:
+                group.append(upcoming)
+                upcoming = next(rows, None)
+        while have is not None and have.key < key:
+            counts[have.list_id, GONE] += 1
+            have = _next_recorded(records, have)
+        mine = None
+        if have is not None and have.key == key:
+            mine = have
+            have = _next_recorded(records, have)
+        if group is not None:
+            yield from _duplicate_key(key, len(group))
+        elif mine is not None and mine.status == SENT and mine.digest == item.digest:
+            # The common case, inlined: exported before and unchanged since.
+            counts[item.list_id, SENT] += 1
+            merge.remember(item)
+        else:
+            yield from merge.decide(item, mine)
+    while have is not None:
+        counts[have.list_id, GONE] += 1
+        have = _next_recorded(records, have)
+    yield from merge.finish()
+
+
+def _next_recorded(records: Iterator[RecordedLead], current: RecordedLead
+                   ) -> RecordedLead | None:
+    following = next(records, None)
+    if following is not None and following.key < current.key:
+        raise LeadOrderError(f"the state database returned leads out of key order "
+                             f"({following.key!r} after {current.key!r})")
+    return following
+
+
+def _duplicate_key(key: str, rows: int) -> Iterator[Reject]:
+    """One key on several rows: which one is meant? None of them is sent."""
+    for _ in range(rows):
+        yield Reject("leads", key, "lead_key", f"duplicate key: {rows} CRM rows share it")
