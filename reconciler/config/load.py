@@ -7,7 +7,7 @@ it is read from an environment variable (`password_env`, default `RECONCILER_DIA
 or a file (`password_file`); the daemon's trigger token likewise. Every problem is one
 ConfigError naming the key.
 
-This module imports only `reconciler.settings` and `reconciler.errors`, so that loading the
+This module imports only `reconciler.config.settings` and `reconciler.errors`, so that loading the
 settings loads neither the dialer client, nor the daemon, nor the state database.
 """
 

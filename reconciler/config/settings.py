@@ -19,7 +19,7 @@ from reconciler.core.model import GuardSettings as GuardSettings  # the planner'
 from reconciler.errors import ConfigError
 
 Method = Literal["GET", "POST"]
-# The dialects `reconciler.dialect` implements, in the order error messages list them.
+# The dialects reconciler.adapters.dialer.dialects implements, in the order messages list them.
 DIALECT_NAMES = ("elision", "vicidial")
 # The resources a spec may declare, in the order they are planned and shown.
 RESOURCES = ("users", "lists", "leads")

@@ -113,7 +113,7 @@ class Desired:
 @dataclass(frozen=True)
 class RecordedRejection:
     """A change the dialer refused for one object, with the digest of the CRM row it was made
-    from: the same change is not sent again while that row is unchanged (reconciler.backoff)."""
+    from: the same change is not sent again while that row is unchanged (planner.backoff)."""
 
     resource: str                                    # users | lists
     key: str
@@ -147,7 +147,7 @@ class Observed:
 
 @dataclass(frozen=True)
 class Capabilities:
-    """What a dialer dialect can do, as the planner and the engine ask it (reconciler.dialect)."""
+    """What a dialer dialect can do, as the planner and the engine ask it (see dialects.py)."""
 
     reads_users: bool = False                # user_details: observed users, drift corrected
     reads_lists_individually: bool = False   # list_info per list, instead of active_lists

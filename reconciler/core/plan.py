@@ -156,7 +156,7 @@ class Note:
     keys: tuple[str, ...] = ()                  # the objects concerned, when there are many
 
 
-# The note that stands for a change the dialer refused before, held back (reconciler.backoff).
+# The note that stands for a change the dialer refused before, held back (planner.backoff).
 REJECTED_EARLIER = "rejected_earlier"
 
 Op = (AddUser | UpdateUser | DeactivateUser | AddList | AdoptList | UpdateList | SettleLeads

@@ -1,6 +1,6 @@
 """Typed replies of VICIdial's NON-AGENT API functions that Elision's dialer does not offer.
 
-add_user, update_user and add_list answer with the replies of `reconciler.dialer.replies`
+add_user, update_user and add_list answer with the replies of `reconciler.core.replies`
 (UserAdded, UserUpdated, ListAdded), whichever dialect sent them; the types here are for the
 reads (version, user_details, list_info, lead_search, lead_all_info) and for the writes only
 VICIdial has (update_list, add_lead). Every value is text as the dialer printed it, secrets masked.

@@ -7,6 +7,6 @@
 - `metrics`    the daemon's prometheus_client registry: counters, collectors, build info;
 - `endpoint`   /healthz, /metrics and POST /trigger on loopback.
 
-Its settings (the `[daemon]` section) are `reconciler.settings.DaemonSettings`, loaded with every
+Its settings (the `[daemon]` section) are `config.settings.DaemonSettings`, loaded with every
 other section by `reconciler.config`; nothing below this package imports it.
 """

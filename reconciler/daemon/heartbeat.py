@@ -6,7 +6,7 @@ before its first step, or one dialer call with its retries. Renewing only betwee
 then let the lease expire under a live run, and a second process apply beside it. The heartbeat
 renews every quarter TTL whatever the run is doing; when the lease turns out not to be ours any
 more, it raises `lost`. `check()`, asked at every step boundary, stops the run then, or when the
-lease row already names another holder; the fenced writes (reconciler.state.lease) stop it in
+lease row already names another holder; the fenced writes (adapters.state.lease) stop it in
 any case before its next send.
 """
 

@@ -123,7 +123,7 @@ AGENT_VALUES = {
     "level": mostly(st.one_of(st.integers(1, 9), st.sampled_from(["3", " 9 "])),
                     st.sampled_from([0, 12, -1, "1.0", "x", None])),
     # Groups the dialer has, or values our rules refuse: a group that passes our rules
-    # but does not exist is the dialer's business (tests/test_engine.py covers it).
+    # but does not exist is the dialer's business (tests/app/test_engine.py covers it).
     "team": mostly(nullable(padded(st.sampled_from(GROUPS))),
                    st.sampled_from(["G" * 21, "AG\nENTS"])),
     "extension": mostly(nullable(padded(nice(1, 20)))),

@@ -10,7 +10,7 @@ import pytest
 
 from reconciler.sandbox import ApiUser, SandboxData, SandboxDialer, SandboxUser
 from reconciler.sandbox.app import API_PATH, VICIDIAL_API_PATH
-from tests.dialer.test_vicidial_protocol import RECORDED, Recording
+from tests.adapters.dialer.test_vicidial_protocol import RECORDED, Recording
 
 API_USER = ApiUser("apiuser", "test1234")
 DATE = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d"

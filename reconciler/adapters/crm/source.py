@@ -51,7 +51,7 @@ class MappedRow:
 
 
 class FieldJudge(Protocol):
-    """How the dialer judges a CRM value (a reconciler.dialect.Dialect is one)."""
+    """How the dialer judges a CRM value (a reconciler.adapters.dialer.dialects.Dialect is one)."""
 
     def check(self, function: str, field: str, value: object) -> str | None: ...
 

@@ -3,7 +3,7 @@ take with the same fields (add_user, update_user, add_list).
 
 A dialect's client derives from `SharedVerbs`, gives it a Transport built with the dialect's
 parser and retry sets, adds its own verbs, and says which optional facets of the port
-(reconciler.ports) it has.
+(reconciler.core.ports) it has.
 """
 
 from __future__ import annotations

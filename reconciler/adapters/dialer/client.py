@@ -2,7 +2,7 @@
 
 Elision's dialer reads its lists all at once (`active_lists`) and takes leads in batches
 (`add_multi_lead`); it has no reads of single users or lists, no update_list and no add_lead, so
-those facets of the port are None. add_multi_lead is not resendable (reconciler.dialer.transport):
+those facets of the port are None. add_multi_lead is not resendable (adapters.dialer.transport):
 a batch whose answer was lost raises DialerInDoubt.
 """
 
@@ -52,7 +52,7 @@ class ElisionClient(SharedVerbs):
             settings, parse=parse_elision, resendable=RESENDABLE, row_writes=ROW_WRITES,
             transport=transport, sleep=sleep))
 
-    # --- the optional verbs it has (reconciler.ports) -------------------------------------------
+    # --- the optional verbs it has (reconciler.core.ports) ---------------------------------------
 
     @property
     def active_list_reader(self) -> ElisionClient:

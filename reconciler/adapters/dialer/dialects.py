@@ -1,9 +1,9 @@
 """Dialer dialects: what each kind of dialer can do, and the one place that knows their names.
 
 The planner and the engine never ask which dialer they talk to, only what it can do
-(`Capabilities`). The client a dialect builds is a reconciler.ports.DialerPort whose optional
-facets are exactly those its capabilities claim (tests/dialer/test_capabilities.py holds each
-client to it).
+(`Capabilities`). The client a dialect builds is a reconciler.core.ports.DialerPort whose
+optional facets are exactly those its capabilities claim (a test in
+tests/adapters/dialer/test_capabilities.py holds each client to it).
 
 Besides the capabilities, a dialect judges CRM values before anything is sent (`check`: the API's
 field rules, plus what VICIdial would silently rewrite and we refuse) and says what the dialer

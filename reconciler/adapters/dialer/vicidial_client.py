@@ -86,7 +86,7 @@ class VicidialClient(SharedVerbs):
             settings, parse=parse_vicidial, resendable=RESENDABLE, row_writes=ROW_WRITES,
             transport=transport, sleep=sleep))
 
-    # --- the optional verbs it has (reconciler.ports) -------------------------------------------
+    # --- the optional verbs it has (reconciler.core.ports) ---------------------------------------
 
     @property
     def user_reader(self) -> VicidialClient:

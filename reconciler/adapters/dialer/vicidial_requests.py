@@ -1,6 +1,6 @@
 """Request builders for VICIdial's NON-AGENT API functions. Pure: no I/O.
 
-add_user, update_user and add_list are built by `reconciler.dialer.requests` (the two APIs take
+add_user, update_user and add_list are built by `adapters.dialer.requests` (the two APIs take
 the same fields for them). The functions here exist only in VICIdial; their fields, as
 NON-AGENT_API.txt gives them:
 

@@ -50,7 +50,7 @@ shadow_lists = sa.Table(
 )
 
 # Changes the dialer refused, one row per object: not sent again while the CRM row they were
-# made from keeps this digest (reconciler.backoff). Cleared when a change to the object succeeds.
+# made from keeps this digest (planner.backoff). Cleared when a change to the object succeeds.
 dialer_rejections = sa.Table(
     "dialer_rejections", metadata,
     sa.Column("target", sa.String(64), primary_key=True),

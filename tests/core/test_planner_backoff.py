@@ -22,7 +22,7 @@ from reconciler.core.model import (
 from reconciler.core.plan import REJECTED_EARLIER, Basis, Plan
 from reconciler.core.planner import make_plan
 from reconciler.core.planner.backoff import row_digest
-from tests.test_planner import have, want, want_list
+from tests.core.test_planner import have, want, want_list
 
 REFUSED = "add_user: dialer rejected the request: USER GROUP DOES NOT EXIST"
 VICIDIAL = Capabilities(reads_users=True, reads_lists_individually=True, has_update_list=True)

@@ -1,6 +1,6 @@
 """A CRM that cannot be read ends in one line naming the resource and the cause, never a
 driver's traceback; the daemon counts it as a CRM outage. Leads are read from the driver's
-own cursor (reconciler.keyorder), so they are proved here separately from users and lists."""
+own cursor (adapters.keyorder), so they are proved here separately from users and lists."""
 
 from __future__ import annotations
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from reconciler.sandbox import SandboxDialer
+from tests.cli.test_cli import Setup, _start
 from tests.helpers import agent
-from tests.test_cli import Setup, _start
 
 BAR_TEXT = "sending leads"
 CSI = re.compile(r"\x1b\[([0-9;?]*)([A-Za-z])")

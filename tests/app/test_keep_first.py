@@ -31,9 +31,9 @@ from reconciler.config.spec import load_spec
 from reconciler.core.plan import AddLeads, Plan
 from reconciler.demo import crm as democrm
 from reconciler.sandbox import SandboxDialer
+from tests.app.test_leads import LISTS, dialer_leads, lead, run
+from tests.cli.test_cli import _start
 from tests.helpers import EXAMPLE_SPEC, crm_execute, engine_context, make_crm
-from tests.test_cli import _start
-from tests.test_leads import LISTS, dialer_leads, lead, run
 
 PHONE = "5550000001"
 # What a CRM may hold around or inside a phone: every one of them is dropped.

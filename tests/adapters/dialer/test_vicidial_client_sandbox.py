@@ -27,7 +27,13 @@ from reconciler.errors import (
     FieldInvalid,
 )
 from reconciler.sandbox import ApiUser
-from tests.dialer.harness import CANARY_API, FAULT_CAUSES, Attempt, SandboxHarness, add_agent
+from tests.adapters.dialer.harness import (
+    CANARY_API,
+    FAULT_CAUSES,
+    Attempt,
+    SandboxHarness,
+    add_agent,
+)
 
 CANARY_AGENT = "agent-canary_5531"
 

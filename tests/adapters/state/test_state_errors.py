@@ -24,8 +24,8 @@ from reconciler.daemon.runner import Runner
 from reconciler.errors import StateUnavailable
 from reconciler.sandbox import SandboxDialer
 from reconciler.sandbox.server import start_background
+from tests.adapters.crm.test_crm_errors import Hooked, leads
 from tests.helpers import EXAMPLE_SPEC, agent, engine_context, make_crm
-from tests.test_crm_errors import Hooked, leads
 
 LISTS = [{"id": "1101", "name": "Spring Renewals", "campaign": "TESTCAMP", "is_active": 1}]
 

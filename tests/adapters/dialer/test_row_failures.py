@@ -23,7 +23,7 @@ from reconciler.errors import (
     DialerRowFailed,
     DialerUnavailable,
 )
-from tests.dialer.harness import CANARY_API, SandboxHarness, add_agent
+from tests.adapters.dialer.harness import CANARY_API, SandboxHarness, add_agent
 
 CANARY_AGENT = "agent-canary-5531"
 

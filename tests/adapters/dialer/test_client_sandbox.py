@@ -21,7 +21,13 @@ from reconciler.errors import (
     DoesNotExist,
 )
 from reconciler.sandbox import ApiUser
-from tests.dialer.harness import CANARY_API, FAULT_CAUSES, Attempt, SandboxHarness, add_agent
+from tests.adapters.dialer.harness import (
+    CANARY_API,
+    FAULT_CAUSES,
+    Attempt,
+    SandboxHarness,
+    add_agent,
+)
 
 CANARY_AGENT = "agent-canary-5531"
 

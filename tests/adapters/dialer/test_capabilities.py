@@ -18,7 +18,7 @@ from reconciler.core.vicidial_replies import (
     UserDetails,
 )
 from reconciler.sandbox import ApiUser, SandboxData, SandboxDialer
-from tests.dialer.harness import CANARY_API
+from tests.adapters.dialer.harness import CANARY_API
 
 LEAD = {"phone_number": "7275551212", "list_id": "1101", "vendor_lead_code": "CRM-1",
         "first_name": "Bob"}

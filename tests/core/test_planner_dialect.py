@@ -27,7 +27,7 @@ from reconciler.core.model import (
 )
 from reconciler.core.plan import Basis, FieldChange, Plan, UpdateList, UpdateUser
 from reconciler.core.planner import make_plan, observed_digest
-from tests.test_planner import have, have_list, want, want_list
+from tests.core.test_planner import have, have_list, want, want_list
 
 READS_ALL = Capabilities(reads_users=True, reads_lists_individually=True, has_update_list=True,
                          sends_leads_one_by_one=True, can_look_up_leads=True)

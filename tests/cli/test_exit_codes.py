@@ -17,8 +17,8 @@ import pytest
 from reconciler.cli.exitcodes import EXIT_CHANGES, EXIT_OK, EXIT_REJECTED, EXIT_USAGE
 from reconciler.cli.main import main
 from reconciler.sandbox import SandboxDialer
+from tests.cli.test_cli import Setup, _start
 from tests.helpers import agent
-from tests.test_cli import Setup, _start
 
 # (what is wrong, the command line, what the one error line names)
 USAGE_ERRORS = [
