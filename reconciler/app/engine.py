@@ -2,7 +2,7 @@
 
 `plan`, `apply` and `resync` all go through here; they differ in what is gathered and whether
 the executor runs, never in how the plan is made. Leads are planned by the lead merge
-(leadplan.py) over the CRM's and the state's streams; apply runs the same merge again, from
+(core/leads/merge.py) over the CRM's and the state's streams; apply runs the same merge again, from
 fresh streams, and the executor sends each batch as it comes.
 """
 
@@ -31,9 +31,9 @@ from reconciler.adapters.dialer.observe import observe
 from reconciler.adapters.dialer.transport import encoded_size, login_of
 from reconciler.adapters.state.leads import LeadBook, LeadSettlement
 from reconciler.adapters.state.store import StateStore
-from reconciler.app import lead_phones as leadphones
+from reconciler.app import lead_phones
 from reconciler.app.progress import progress_bar
-from reconciler.apply import leads_settle as leadsettle
+from reconciler.apply import leads_settle
 from reconciler.apply.executor import Executor, RunReport
 from reconciler.apply.leads_batches import LeadSender, Progress
 from reconciler.apply.leads_one_by_one import OneByOneSender
@@ -100,11 +100,11 @@ def gather_and_plan(ctx: Context, *, resync: bool = False,
                     reason="this dialer takes leads in batches, without duplicate_check")
     book = LeadBook(ctx.store)
     if settled is None:
-        settled = leadsettle.look_up(ctx.dialer, ctx.crm, ctx.spec.leads, book,
-                                     leadsettle.landing_window(ctx.settings.dialer)) \
+        settled = leads_settle.look_up(ctx.dialer, ctx.crm, ctx.spec.leads, book,
+                                     leads_settle.landing_window(ctx.settings.dialer)) \
             if caps.can_look_up_leads else ()
     if settled:   # recorded by apply before any lead is sent (a settle_leads op)
-        plan = replace(plan, ops=(*plan.ops, leadsettle.as_op(settled)))
+        plan = replace(plan, ops=(*plan.ops, leads_settle.as_op(settled)))
     keep_first = ctx.spec.policy.lead_duplicates == "keep_first"
     unknown = book.unknown_phones() if keep_first else 0
     if unknown:
@@ -149,7 +149,7 @@ def merged_leads(crm: sa.Engine, resource: ResourceSpec, book: LeadBook, lead_ct
                  settled: tuple[LeadSettlement, ...] = ()) -> Iterator[LeadEvent]:
     """The lead merge; `settled` are look-ups not yet written, planned as if they were."""
     return lead_events(stream_leads(crm, resource),
-                       leadsettle.as_recorded(book.stream_recorded(), settled), lead_ctx)
+                       leads_settle.as_recorded(book.stream_recorded(), settled), lead_ctx)
 
 
 def fill_in_lead_phones(ctx: Context) -> int:
@@ -160,7 +160,7 @@ def fill_in_lead_phones(ctx: Context) -> int:
     """
     if ctx.spec.leads is None:
         return 0
-    return leadphones.fill_in(ctx.crm, ctx.spec.leads, LeadBook(ctx.store))
+    return lead_phones.fill_in(ctx.crm, ctx.spec.leads, LeadBook(ctx.store))
 
 
 def _observe(ctx: Context, desired: Desired, recorded: Recorded) -> Observed:

@@ -18,7 +18,7 @@ import structlog
 
 from reconciler.adapters.state.leads import LeadBook
 from reconciler.adapters.state.store import ShadowEffect, StateStore, StepWriter
-from reconciler.apply import leads_settle as leadsettle
+from reconciler.apply import leads_settle
 from reconciler.core.model import USER_FIELDS, Desired, DesiredUser
 from reconciler.core.plan import (
     AddLeads,
@@ -87,7 +87,7 @@ class RunReport:
 
 
 class LeadSending(Protocol):
-    """Sends the plan's lead batches, each AddLeads op as one step (leadexec.LeadSender)."""
+    """Sends the plan's lead batches, each AddLeads op as one step (leads_batches.LeadSender)."""
 
     def send(self, op: AddLeads, report: RunReport, keep_going: Callable[[], bool]) -> bool:
         """Send the batch `op` promised, numbered by `report.next_seq()` and recorded like any
@@ -265,7 +265,7 @@ class Executor:
         return self.leads.send(op, report, self.keep_going)
 
     def _settle_leads(self, op: SettleLeads) -> StepResult:
-        changed = leadsettle.record(LeadBook(self.store), leadsettle.from_op(op))
+        changed = leads_settle.record(LeadBook(self.store), leads_settle.from_op(op))
         return StepResult("settled", f"{len(op.found)} found on the dialer, "
                                      f"{len(op.not_found)} not there ({changed} recorded)")
 

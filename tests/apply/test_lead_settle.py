@@ -1,4 +1,4 @@
-"""The pure parts of settling in-doubt leads (leadsettle), table by table: how long a request
+"""The pure parts of settling in-doubt leads (leads_settle), table by table: how long a request
 may still land, the recorded stream as the look-ups will leave it, and the settle_leads op."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 
 from reconciler.adapters.state.leads import LeadSettlement
-from reconciler.apply import leads_settle as leadsettle
+from reconciler.apply import leads_settle
 from reconciler.core.model import RecordedLead
 from reconciler.core.plan import Basis, Plan, SettleLeads
 from tests.helpers import dialer_settings
@@ -25,7 +25,7 @@ from tests.helpers import dialer_settings
      2 * 2 + 2 * 1 + 5),
 ], ids=["defaults", "no-retries", "short"])
 def test_landing_window(settings: dict[str, float], seconds: float) -> None:
-    window = leadsettle.landing_window(dialer_settings(**settings))
+    window = leads_settle.landing_window(dialer_settings(**settings))
     assert window == timedelta(seconds=seconds)
 
 
@@ -62,7 +62,7 @@ CASES = [
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_the_recorded_stream_as_the_look_ups_leave_it(case: Case) -> None:
-    planned = leadsettle.as_recorded(iter(case.recorded), case.settled)
+    planned = leads_settle.as_recorded(iter(case.recorded), case.settled)
     assert [(r.key, r.status) for r in planned] == case.expected
 
 
@@ -74,7 +74,7 @@ def test_the_recorded_stream_as_the_look_ups_leave_it(case: Case) -> None:
 ], ids=["none", "found-and-not"])
 def test_look_ups_become_a_settle_leads_op_and_back(settled: list[LeadSettlement],
                                                     op: SettleLeads) -> None:
-    assert leadsettle.as_op(settled) == op
-    assert sorted(leadsettle.from_op(op), key=lambda s: s.key) == settled
+    assert leads_settle.as_op(settled) == op
+    assert sorted(leads_settle.from_op(op), key=lambda s: s.key) == settled
     plan = Plan(Basis("default", 0, "", "", ""), ops=(op,))
-    assert sorted(leadsettle.saved(plan), key=lambda s: s.key) == settled
+    assert sorted(leads_settle.saved(plan), key=lambda s: s.key) == settled

@@ -1,4 +1,4 @@
-"""The lead merge (leadplan.lead_events), table by table: CRM leads and recorded leads in,
+"""The lead merge (core.leads.merge.lead_events), table by table: CRM leads and recorded leads in,
 the events the plan and the lead sender act on out. No database, no dialer."""
 
 from __future__ import annotations

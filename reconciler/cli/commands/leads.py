@@ -3,7 +3,7 @@
 `in-doubt` lists the batches `status` counts; `in-doubt BATCH` lists that batch's doubtful
 leads as the dialer would hold them (phone number and vendor_lead_code, mapped from the CRM by
 the spec), for an operator to look for. `resolve` records what the operator found; "not sent" is
-refused until a request still on its way could no longer land (`leadsettle.landing_window`).
+refused until a request still on its way could no longer land (`leads_settle.landing_window`).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any
 from reconciler.adapters.crm.source import open_crm
 from reconciler.adapters.state.leads import DoubtfulLead, LeadBook, ResolvedTooEarly
 from reconciler.app.bootstrap import open_state, write_lease
-from reconciler.apply import leads_settle as leadsettle
+from reconciler.apply import leads_settle
 from reconciler.apply.leads_settle import LeadAsSent
 from reconciler.cli.commands.common import EXIT_OK, load
 from reconciler.config.settings import Settings
@@ -59,7 +59,7 @@ def register(sub: Any) -> None:
 
 def cmd_in_doubt(args: argparse.Namespace) -> int:
     settings = load(args)
-    window = leadsettle.landing_window(settings.dialer)
+    window = leads_settle.landing_window(settings.dialer)
     if args.batch_id:
         return _show_batch(args, settings, window)
     with open_state(settings) as store:
@@ -82,7 +82,7 @@ def cmd_in_doubt(args: argparse.Namespace) -> int:
 
 def cmd_resolve(args: argparse.Namespace) -> int:
     settings = load(args)
-    window = None if args.force else leadsettle.landing_window(settings.dialer)
+    window = None if args.force else leads_settle.landing_window(settings.dialer)
     with open_state(settings) as store, write_lease(store, args.lock_wait):
         book = LeadBook(store)
         batch_id = book.find_batch(args.batch_id)["batch_id"]
@@ -144,7 +144,7 @@ def _as_sent(settings: Settings, doubtful: list[DoubtfulLead]) -> list[LeadAsSen
                         f"cannot be read from the CRM")
     crm = open_crm(settings.crm.url)
     try:
-        return leadsettle.as_sent(crm, spec.leads, doubtful)
+        return leads_settle.as_sent(crm, spec.leads, doubtful)
     finally:
         crm.dispose()
 

@@ -24,7 +24,7 @@ from reconciler.app.engine import (
     stale_reasons,
 )
 from reconciler.app.render import render_plan
-from reconciler.apply import leads_settle as leadsettle
+from reconciler.apply import leads_settle
 from reconciler.apply.executor import RunReport
 from reconciler.cli.commands.common import (
     EXIT_CHANGES,
@@ -100,7 +100,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
     def planned(ctx: Context) -> tuple[Gathered, plan_data.Plan]:
         fill_in_lead_phones(ctx)
         gathered = gather_and_plan(ctx, resync=saved.basis.resync if saved else False,
-                                   settled=leadsettle.saved(saved) if saved else None)
+                                   settled=leads_settle.saved(saved) if saved else None)
         if saved is None:
             return gathered, gathered.plan
         stale = stale_reasons(saved.basis, gathered.plan.basis)
