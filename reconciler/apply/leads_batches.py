@@ -9,7 +9,7 @@ stops the run: the dialer is not answering, and nothing is ever resent blindly.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from contextlib import AbstractContextManager, ExitStack, nullcontext
 from typing import Any
 
@@ -82,13 +82,17 @@ class LeadSender:
             self._stop("failed", CHANGED_SINCE_PLAN)
 
     def close(self) -> None:
-        """End what the first batch started (the progress display)."""
+        """End what the first batch started: the CRM and state streams (closed now, while their
+        databases are still open, not whenever the collector finds them) and the progress."""
         self._resources.close()
 
     def _start(self, report: RunReport, keep_going: Callable[[], bool]) -> None:
         self.report, self.keep_going = report, keep_going
         self.progress = self._resources.enter_context(self.open_progress())
-        self._batches = (e for e in self.merge() if isinstance(e, LeadBatch))
+        events = self.merge()
+        if isinstance(events, Generator):
+            self._resources.callback(events.close)
+        self._batches = (e for e in events if isinstance(e, LeadBatch))
 
     def _block_lists_failed_since(self) -> None:
         """Lists whose add_list failed in this run: their leads wait for a later run."""
