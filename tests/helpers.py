@@ -135,3 +135,22 @@ def scraped(text: str, name: str, **labels: str) -> float | None:
             if sample.name == name and sample.labels == labels:
                 return sample.value
     return None
+
+
+def write_config(path: Path, *, dialer_url: str, crm_url: str, state_url: str,
+                 spec: Path = EXAMPLE_SPEC, dialer_extra: str = "backoff_base = 0") -> Path:
+    """A settings file for a test: the sandbox at `dialer_url`, the digest key beside it."""
+    path.write_text(f"""
+[reconciler]
+spec = "{spec}"
+[dialer]
+url = "{dialer_url}"
+user = "api"
+{dialer_extra}
+[crm]
+url = "{crm_url}"
+[state]
+url = "{state_url}"
+digest_key_file = "{path.parent / 'digest.key'}"
+""", encoding="utf-8")
+    return path

@@ -32,11 +32,11 @@ from reconciler.cli.main import main
 from reconciler.sandbox import SandboxDialer, SandboxTransport
 from reconciler.sandbox.server import start_background
 from tests.helpers import (
-    EXAMPLE_SPEC,
     backdate_lead_sends,
     crm_execute,
     engine_context,
     make_crm,
+    write_config,
 )
 
 LIST = {"id": "1101", "name": "Spring Renewals", "campaign": "TESTCAMP", "is_active": 1}
@@ -98,21 +98,8 @@ def start(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.Captur
     crm = make_crm(tmp_path, [], [LIST], leads)
     state_url = f"sqlite:///{tmp_path / 'state.db'}"
     with start_background(sandbox) as server:
-        config = tmp_path / "reconciler.toml"
-        config.write_text(f"""
-[reconciler]
-spec = "{EXAMPLE_SPEC}"
-[dialer]
-url = "{server.url}"
-user = "api"
-backoff_base = 0
-{extra}
-[crm]
-url = "{crm}"
-[state]
-url = "{state_url}"
-digest_key_file = "{tmp_path / 'digest.key'}"
-""")
+        config = write_config(tmp_path / "reconciler.toml", dialer_url=server.url, crm_url=crm,
+                              state_url=state_url, dialer_extra=f"backoff_base = 0\n{extra}")
         monkeypatch.setenv("RECONCILER_DIALER_PASSWORD", "1234")
         monkeypatch.delenv("RECONCILER_CONFIG", raising=False)
         cli = Cli(tmp_path, config, crm, state_url, sandbox, capsys)

@@ -18,7 +18,7 @@ from reconciler.config.settings import DaemonSettings
 from reconciler.errors import ReconcilerError
 from reconciler.sandbox import SandboxDialer
 from reconciler.sandbox.server import start_background
-from tests.helpers import EXAMPLE_SPEC, agent, make_crm
+from tests.helpers import agent, make_crm, write_config
 
 
 class Cli:
@@ -44,20 +44,8 @@ def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         {"id": "1101", "name": "Spring Renewals", "campaign": "TESTCAMP", "is_active": 1}])
     state_url = f"sqlite:///{tmp_path / 'state.db'}"
     with start_background(SandboxDialer()) as server:
-        config = tmp_path / "reconciler.toml"
-        config.write_text(f"""
-[reconciler]
-spec = "{EXAMPLE_SPEC}"
-[dialer]
-url = "{server.url}"
-user = "api"
-backoff_base = 0
-[crm]
-url = "{crm}"
-[state]
-url = "{state_url}"
-digest_key_file = "{tmp_path / 'digest.key'}"
-""")
+        config = write_config(tmp_path / "reconciler.toml", dialer_url=server.url, crm_url=crm,
+                              state_url=state_url)
         monkeypatch.setenv("RECONCILER_DIALER_PASSWORD", "1234")
         monkeypatch.delenv("RECONCILER_CONFIG", raising=False)
         found = Cli(config, capsys, state_url)

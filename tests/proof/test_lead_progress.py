@@ -27,7 +27,7 @@ from reconciler.cli.main import main
 from reconciler.sandbox import SandboxDialer
 from reconciler.sandbox.server import start_background
 from reconciler.sandbox.wire import Answer, Incoming
-from tests.helpers import EXAMPLE_SPEC, backdate_lead_sends, make_crm
+from tests.helpers import backdate_lead_sends, make_crm, write_config
 from tests.proof.support import REPO, cli_command, cli_env, wait_for
 
 LEADS = 50
@@ -84,21 +84,9 @@ def test_a_kill_mid_batch_leaves_only_the_leads_in_flight_in_doubt(
         return [c for c in sandbox.snapshot()["calls"] if c["function"] == "add_lead"]
 
     with start_background(sandbox) as server:
-        config = tmp_path / "reconciler.toml"
-        config.write_text(f"""
-[reconciler]
-spec = "{EXAMPLE_SPEC}"
-[dialer]
-url = "{server.url}"
-user = "api"
-dialect = "vicidial"
-lead_concurrency = {CONCURRENCY}
-[crm]
-url = "{crm}"
-[state]
-url = "{state_url}"
-digest_key_file = "{tmp_path / 'digest.key'}"
-""", encoding="utf-8")
+        config = write_config(
+            tmp_path / "reconciler.toml", dialer_url=server.url, crm_url=crm, state_url=state_url,
+            dialer_extra=f'dialect = "vicidial"\nlead_concurrency = {CONCURRENCY}')
         assert cli("db", "upgrade")[0] == 0
         with (tmp_path / "killed.err").open("wb") as err:
             process = subprocess.Popen(

@@ -31,7 +31,14 @@ from reconciler.sandbox import SandboxDialer
 from reconciler.sandbox.server import start_background
 from reconciler.sandbox.wire import Answer, Incoming, parse_params
 from tests.conftest import PostgresServer
-from tests.helpers import EXAMPLE_SPEC, agent, crm_execute, engine_context, make_crm
+from tests.helpers import (
+    EXAMPLE_SPEC,
+    agent,
+    crm_execute,
+    engine_context,
+    make_crm,
+    write_config,
+)
 
 LISTS = [{"id": "1101", "name": "Spring Renewals", "campaign": "TESTCAMP", "is_active": 1}]
 QUERY = ("SELECT id, list_id, phone, first_name, last_name, city, email, postal_code "
@@ -59,20 +66,9 @@ class Cli:
         self.tmp_path, self.crm, self.server_url = tmp_path, crm, server_url
 
     def run(self, spec: Path, *args: str, crm: str | None = None) -> int:
-        config = self.tmp_path / "reconciler.toml"
-        config.write_text(f"""
-[reconciler]
-spec = "{spec}"
-[dialer]
-url = "{self.server_url}"
-user = "api"
-backoff_base = 0
-[crm]
-url = "{crm or self.crm}"
-[state]
-url = "sqlite:///{self.tmp_path / 'state.db'}"
-digest_key_file = "{self.tmp_path / 'digest.key'}"
-""")
+        config = write_config(self.tmp_path / "reconciler.toml", dialer_url=self.server_url,
+                              crm_url=crm or self.crm, spec=spec,
+                              state_url=f"sqlite:///{self.tmp_path / 'state.db'}")
         return main(["--config", str(config), "--log-format", "json", "--log-level", "ERROR",
                      *args])
 

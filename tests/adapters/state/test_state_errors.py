@@ -25,7 +25,7 @@ from reconciler.errors import StateUnavailable
 from reconciler.sandbox import SandboxDialer
 from reconciler.sandbox.server import start_background
 from tests.adapters.crm.test_crm_errors import Hooked, leads
-from tests.helpers import EXAMPLE_SPEC, agent, engine_context, make_crm
+from tests.helpers import agent, engine_context, make_crm, write_config
 
 LISTS = [{"id": "1101", "name": "Spring Renewals", "campaign": "TESTCAMP", "is_active": 1}]
 
@@ -87,20 +87,8 @@ def config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable
     sandbox = Hooked("add_list", lambda: drop(db.open_engine(state_url), "run_steps"))
     state_url = f"sqlite:///{tmp_path / 'state.db'}"
     with start_background(sandbox) as server:
-        path = tmp_path / "reconciler.toml"
-        path.write_text(f"""
-[reconciler]
-spec = "{EXAMPLE_SPEC}"
-[dialer]
-url = "{server.url}"
-user = "api"
-backoff_base = 0
-[crm]
-url = "{crm}"
-[state]
-url = "{state_url}"
-digest_key_file = "{tmp_path / 'digest.key'}"
-""")
+        path = write_config(tmp_path / "reconciler.toml", dialer_url=server.url, crm_url=crm,
+                            state_url=state_url)
 
         def run(*args: str) -> int:
             return main(["--config", str(path), "--log-format", "json", "--log-level", "ERROR",
