@@ -1,20 +1,23 @@
-"""Open the state database, upgrade it with Alembic, and refuse to use a schema that is behind."""
+"""Open the state database, upgrade it with Alembic, and refuse to use a schema that is behind.
+
+Alembic is imported only to migrate, or to explain a schema that is not current: it costs
+more start-up time than the commands that merely read or write state need (`status`, `plan`).
+"""
 
 from __future__ import annotations
 
+import ast
+from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from alembic.script.revision import ResolutionError
-from alembic.util.exc import CommandError
 
-from alembic import command
 from reconciler.errors import SchemaOutdated, StateError, StateUnavailable
 from reconciler.redact import redact_text
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 # The migrations: inside the installed package (pyproject maps alembic/ to
 # reconciler.migrations), or at the top of a checkout, beside the package (see alembic.ini).
@@ -63,6 +66,8 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 def alembic_config() -> Config:
+    from alembic.config import Config
+
     if not MIGRATIONS.is_dir():
         raise StateError(f"state migrations not found at {MIGRATIONS}")
     config = Config()
@@ -71,23 +76,33 @@ def alembic_config() -> Config:
 
 
 def head_revision() -> str | None:
+    from alembic.script import ScriptDirectory
+
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
 def current_revision(engine: sa.Engine) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
     with engine.connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()
 
 
 def upgrade(engine: sa.Engine, revision: str = "head") -> None:
+    from alembic import command
+
     _run(engine, command.upgrade, revision)
 
 
 def downgrade(engine: sa.Engine, revision: str) -> None:
+    from alembic import command
+
     _run(engine, command.downgrade, revision)
 
 
 def _run(engine: sa.Engine, action: Any, revision: str) -> None:
+    from alembic.util.exc import CommandError
+
     config = alembic_config()
     try:
         with engine.begin() as conn:
@@ -99,6 +114,8 @@ def _run(engine: sa.Engine, action: Any, revision: str) -> None:
 
 def require_current(engine: sa.Engine) -> None:
     """Every command that touches state calls this first."""
+    if _stored_revisions(engine) == [_head_of_files()]:
+        return                     # current: the usual case, answered without Alembic
     current, head = current_revision(engine), head_revision()
     if current == head:
         return
@@ -114,7 +131,44 @@ def require_current(engine: sa.Engine) -> None:
         f"state database {found}, this version needs {head}: run `reconciler db upgrade`")
 
 
+def _stored_revisions(engine: sa.Engine) -> list[str]:
+    """The revision(s) Alembic recorded in the database (none when it is empty)."""
+    with engine.connect() as conn:
+        if not sa.inspect(conn).has_table("alembic_version"):
+            return []
+        return list(conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalars())
+
+
+@cache
+def _head_of_files() -> str | None:
+    """The head revision, from the `revision` and `down_revision` of the migration files: what
+    Alembic's ScriptDirectory finds (tests/adapters/state check they agree), without loading it.
+    None when there is no single head; then require_current asks Alembic."""
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for path in (MIGRATIONS / "versions").glob("*.py"):
+        for node in ast.parse(path.read_text(encoding="utf-8")).body:
+            if isinstance(node, ast.Assign):
+                target, expression = node.targets[0], node.value
+            elif isinstance(node, ast.AnnAssign) and node.value is not None:
+                target, expression = node.target, node.value
+            else:
+                continue
+            if not isinstance(target, ast.Name):
+                continue
+            if target.id == "revision":
+                revisions.add(ast.literal_eval(expression))
+            elif target.id == "down_revision" and (parent := ast.literal_eval(expression)):
+                parents.update((parent,) if isinstance(parent, str) else parent)
+    heads = revisions - parents
+    return heads.pop() if len(heads) == 1 else None
+
+
 def _known(revision: str) -> bool:
+    from alembic.script import ScriptDirectory
+    from alembic.script.revision import ResolutionError
+    from alembic.util.exc import CommandError
+
     try:
         return ScriptDirectory.from_config(alembic_config()).get_revision(revision) is not None
     except (CommandError, ResolutionError):
