@@ -1,12 +1,22 @@
-"""Lead benchmark, run by hand, not in CI: `python bench/leads.py [--plan-leads N]
-[--apply-leads M]`.
+"""Lead benchmark, run by hand, not in CI:
 
-1. A no-change plan over N leads (default 1,000,000) already recorded as sent, beside a bare
-   scan of the same two tables with the stdlib sqlite3 module. Target: plan <= 1.5 x scan,
-   peak RSS <= 150 MB. Each is measured in a fresh child process, so peaks do not mix.
-2. An apply of M new leads (default 100,000) to the sandbox over loopback HTTP, beside a bare
-   httpx loop posting the same prepared batches to a fresh sandbox. Target: <= 1.3 x; the API
-   calls made must be the minimum, sum over lists of ceil(leads / batch size).
+    python bench/leads.py [--plan-leads N] [--apply-leads M] [--repeat R] [--rows ROW,...]
+
+One run prints every row below. Each figure comes from a fresh child process; the two sides of a
+row are measured side by side (A B A B ...: a load that comes and goes hits both), and a row
+shows the median of R runs of each side and the median of the R ratios. The sandbox dialer runs
+in its own process, reached over loopback HTTP.
+
+  plan         no-change plan over N leads already sent / stdlib sqlite3 scan of both tables in
+               key order (<= 1.5 x) and in no order (<= 2 x); peak RSS of the plan (<= 150 MB)
+  apply        apply of M new leads, plan and send / a bare httpx loop posting the same prepared
+               batches to a fresh sandbox (<= 1.3 x); add_multi_lead calls = the minimum
+  start        `reconciler --version`, wall time (<= 0.25 s)
+  changed      plan with 1 % of the leads changed in the CRM since export / no-change plan
+               (<= 1.05 x)
+  incremental  no-change plan of a spec with an indexed change column (an incremental pass)
+               / the full no-change plan (<= 0.1 x); shown as not available when this build
+               does not take `[leads] change_column`
 """
 
 from __future__ import annotations
@@ -16,274 +26,244 @@ import json
 import math
 import os
 import platform
-import resource
-import socket
-import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
-import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-LISTS = ("1101", "1102", "1103", "1104")
-SPEC = """
-version = 1
-[leads]
-table = "crm_leads"
-key = "id"
-[leads.fields]
-list_id = "list_id"
-phone_number = "phone"
-first_name = "first_name"
-last_name = "last_name"
-city = "city"
-postal_code = "postal_code"
-"""
+import lead_runs as runs
+
+ROWS = ("plan", "apply", "start", "changed", "incremental")
+TABLE_ORDER = ("ordered", "plain", "apply", "start", "changed", "incremental", "rss", "calls")
 
 
-def build_crm(path: Path, count: int, first_id: int = 1) -> None:
-    conn = sqlite3.connect(path)
-    conn.execute("CREATE TABLE IF NOT EXISTS crm_leads (id INTEGER PRIMARY KEY, list_id TEXT, "
-                 "phone TEXT, first_name TEXT, last_name TEXT, city TEXT, postal_code TEXT)")
-    rows = ((n, LISTS[n % len(LISTS)], f"555{n:07d}", "Lee", f"Lead {n}", "Leeds", "LS1 4AP")
-            for n in range(first_id, first_id + count))
-    conn.executemany("INSERT INTO crm_leads VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
-    conn.commit()
-    conn.close()
+@dataclass(frozen=True)
+class Row:
+    measurement: str
+    result: str
+    against: str
+    value: float | None          # the ratio, or the figure itself; None: not measured
+    goal: float
+    unit: str = "x"
+    note: str = ""
+
+    def cells(self) -> list[str]:
+        if self.value is None:
+            return [self.measurement, self.result, self.against, "-",
+                    f"<= {self.goal:g}{self.unit}", self.note]
+        met = "met" if self.value <= self.goal else "NOT MET"
+        shown = f"{self.value:.2f}{self.unit}" if self.unit == "x" else f"{self.value:g}"
+        return [self.measurement, self.result, self.against, shown,
+                f"<= {self.goal:g}{self.unit}", met + (f" ({self.note})" if self.note else "")]
 
 
-def build_state(workdir: Path, target: str) -> None:
-    """Record every CRM lead as sent, with the digest a plan computes: a no-change plan."""
-    import sqlalchemy as sa
-
-    from reconciler.adapters.crm.leads import LeadMapper, stream_leads
-    from reconciler.adapters.state import db
-    from reconciler.config.spec import load_spec
-
-    state_url = f"sqlite:///{workdir / 'state.db'}"
-    engine = db.open_engine(state_url)
-    db.upgrade(engine)
-    engine.dispose()
-    (workdir / "spec.toml").write_text(SPEC)
-    resource = load_spec(workdir / "spec.toml").leads
-    assert resource is not None
-    crm = sa.create_engine(f"sqlite:///{workdir / 'crm.db'}")
-    mapper = LeadMapper(resource)
-    shadow = ((target, lead.key, lead.list_id, lead.digest, "sent", mapper.phone(lead.row),
-               "2026-01-01") for lead in stream_leads(crm, resource, mapper))
-    state = sqlite3.connect(workdir / "state.db")
-    state.executemany("INSERT INTO shadow_leads (target, lead_key, list_id, fields_digest, status, "
-                      "phone, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)", shadow)
-    state.executemany("INSERT INTO shadow_lists (target, list_id, fields, origin, updated_at) "
-                      "VALUES (?, ?, '{}', 'created', '2026-01-01')",
-                      [(target, x) for x in LISTS])
-    state.commit()
-    crm.dispose()
+def run_child(kind: str, workdir: Path, *extra: str) -> dict[str, Any]:
+    done = subprocess.run([sys.executable, __file__, "--child", kind, str(workdir), *extra],
+                          check=True, capture_output=True, text=True, cwd=runs.REPO)
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
 
 
-def settings_for(workdir: Path, dialer_url: str) -> Any:
-    from reconciler.config.settings import CrmSettings, DialerSettings, Settings, StateSettings
-
-    (workdir / "spec.toml").write_text(SPEC)
-    return Settings(
-        dialer=DialerSettings(url=dialer_url, user="api", password="1234", source="bench"),
-        crm=CrmSettings(f"sqlite:///{workdir / 'crm.db'}"),
-        state=StateSettings(url=f"sqlite:///{workdir / 'state.db'}",
-                            digest_key_file=workdir / "digest.key"),
-        spec_path=workdir / "spec.toml",
-    )
+def side_by_side(repeat: int, measures: dict[str, Callable[[], dict[str, Any]]]
+                 ) -> list[dict[str, dict[str, Any]]]:
+    """`repeat` rounds, each measuring every entry once, in turn."""
+    rounds = []
+    for number in range(repeat):
+        print(f"  round {number + 1}/{repeat}: {', '.join(measures)}", file=sys.stderr)
+        rounds.append({name: measure() for name, measure in measures.items()})
+    return rounds
 
 
-# --- child processes: each prints one JSON line ------------------------------------------------
+def median(rounds: list[dict[str, dict[str, Any]]], name: str, key: str = "seconds") -> float:
+    return statistics.median(r[name][key] for r in rounds)
 
 
-def child_scan(workdir: Path) -> dict[str, Any]:
-    started = time.perf_counter()
-    rows = 0
-    for path, sql in ((workdir / "crm.db", "SELECT * FROM crm_leads ORDER BY CAST(id AS TEXT)"),
-                      (workdir / "state.db", "SELECT lead_key, list_id, fields_digest, status "
-                                             "FROM shadow_leads ORDER BY lead_key")):
-        conn = sqlite3.connect(path)
-        for _ in conn.execute(sql):
-            rows += 1
-        conn.close()
-    return {"seconds": time.perf_counter() - started, "rows": rows, "rss_mb": peak_rss_mb()}
+def ratio(rounds: list[dict[str, dict[str, Any]]], ours: str, floor: str) -> float:
+    return statistics.median(r[ours]["seconds"] / r[floor]["seconds"] for r in rounds)
 
 
-def child_plan(workdir: Path) -> dict[str, Any]:
-    from reconciler.app.bootstrap import open_context
-    from reconciler.app.engine import gather_and_plan
-    from reconciler.app.logs import configure_logging
-    from reconciler.sandbox import SandboxData, SandboxDialer, SandboxList
-
-    configure_logging(level="WARNING")
-    sandbox = SandboxDialer(SandboxData(
-        lists=tuple(SandboxList(x, f"Bench list {x}", "TESTCAMP", "Y") for x in LISTS)))
-    settings = settings_for(workdir, "http://sandbox/dialer/elision_api.php")
-    with open_context(settings, transport=sandbox.transport()) as ctx:
-        started = time.perf_counter()
-        plan = gather_and_plan(ctx).plan
-        seconds = time.perf_counter() - started
-    sent = sum(n for _, state, n in plan.lead_counts if state == "sent")
-    return {"seconds": seconds, "changes": plan.has_changes, "sent": sent,
-            "rss_mb": peak_rss_mb()}
+def seconds(value: float) -> str:
+    return f"{value:.3f} s" if value < 1 else f"{value:.2f} s"
 
 
-def child_apply(workdir: Path, dialer_url: str) -> dict[str, Any]:
-    from reconciler.app.bootstrap import open_context
-    from reconciler.app.engine import apply_plan, gather_and_plan
-    from reconciler.app.logs import configure_logging
-
-    configure_logging(level="WARNING")
-    settings = settings_for(workdir, dialer_url)
-    with open_context(settings) as ctx:
-        started = time.perf_counter()
-        gathered = gather_and_plan(ctx)
-        report = apply_plan(ctx, gathered)
-        seconds = time.perf_counter() - started
-    batches = sum(op.kind == "add_leads" for op in gathered.plan.ops)
-    return {"seconds": seconds, "outcome": report.outcome, "batches": batches}
+# --- the rows ---------------------------------------------------------------------------------
 
 
-def child_bare(workdir: Path, dialer_url: str) -> dict[str, Any]:
-    """The floor: the same batches, prepared in advance, posted in a plain httpx loop."""
-    import httpx
+def plan_rows(tmp: Path, args: argparse.Namespace, wanted: set[str]) -> dict[str, Row]:
+    n = args.plan_leads
+    base = tmp / "plan"
+    base.mkdir()
+    print(f"preparing {n:,} leads, all recorded as sent", file=sys.stderr)
+    runs.build_crm(base / "crm.db", n)
+    runs.build_state(base)
+    changed_dir = incremental_dir = None
+    changed = 0
+    if "changed" in wanted:
+        changed_dir = runs.copy_workdir(base, tmp / "changed")
+        changed = runs.change_some(changed_dir, 100)
+    missing = runs.incremental_accepted(tmp) if "incremental" in wanted else None
+    with runs.SandboxProcess() as sandbox:
+        url = sandbox.url
+        if "incremental" in wanted and missing is None:
+            incremental_dir = runs.copy_workdir(base, tmp / "incremental")
+            runs.add_change_column(incremental_dir)
+            settled = run_child("settle", incremental_dir, url)
+            assert settled["outcome"] == "ok", settled
+            if settled["changes"]:
+                print(f"warning: the apply that keeps the first mark sent {settled['counts']}: "
+                      f"this build does not see the recorded leads as sent under the "
+                      f"incremental spec", file=sys.stderr)
+        measures: dict[str, Callable[[], dict[str, Any]]] = {
+            "plan": lambda: run_child("plan", base, url)}
+        if "plan" in wanted:
+            measures["scan"] = lambda: run_child("scan", base)
+            measures["plain_scan"] = lambda: run_child("plain_scan", base)
+        if changed_dir is not None:
+            measures["changed"] = lambda: run_child("plan", changed_dir, url)
+        if incremental_dir is not None:
+            measures["incremental"] = lambda: run_child("plan", incremental_dir, url)
+        rounds = side_by_side(args.repeat, measures)
+    for r in rounds:
+        assert not r["plan"]["changes"] and r["plan"]["states"].get("sent") == n, r["plan"]
+    plan = f"{seconds(median(rounds, 'plan'))}"
+    rows = {}
+    if "plan" in wanted:
+        rss = max(r["plan"]["rss_mb"] for r in rounds)
+        rows.update(
+            ordered=Row(f"no-change plan, {n:,} leads sent / sqlite3 scan of both tables in "
+                        f"key order", plan, seconds(median(rounds, "scan")),
+                        ratio(rounds, "plan", "scan"), 1.5),
+            plain=Row("the same / plain (unordered) scan of both tables", plan,
+                      seconds(median(rounds, "plain_scan")),
+                      ratio(rounds, "plan", "plain_scan"), 2),
+            rss=Row("peak RSS of the no-change plan", f"{rss:.0f} MB", "-", round(rss), 150,
+                    " MB"))
+    if "changed" in wanted:
+        rows["changed"] = Row(f"plan with 1% of leads ({changed:,}) changed since export / "
+                              f"no-change plan", seconds(median(rounds, "changed")), plan,
+                              ratio(rounds, "changed", "plan"), 1.05)
+    if "incremental" in wanted:
+        label = "no-change plan, indexed change column (incremental pass) / full no-change plan"
+        if incremental_dir is None:
+            print(f"incremental row: this build refuses the spec: {missing}", file=sys.stderr)
+            rows["incremental"] = Row(label, "not available in this build", plan, None, 0.1,
+                                      note="no [leads] change_column")
+        else:
+            passes = {r["incremental"]["pass"] for r in rounds}
+            changes = any(r["incremental"]["changes"] for r in rounds)
+            rows["incremental"] = Row(
+                label, seconds(median(rounds, "incremental")), plan,
+                ratio(rounds, "incremental", "plan"), 0.1,
+                note=", ".join(([] if passes == {"incremental"} else [f"pass {sorted(passes)}"])
+                               + (["the plan has changes"] if changes else [])))
+    return rows
 
-    from reconciler.app.bootstrap import open_context
-    from reconciler.app.engine import gather_and_plan, merged_leads
-    from reconciler.app.logs import configure_logging
-    from reconciler.core.leads.batching import lead_json
-    from reconciler.core.leads.merge import LeadBatch
 
-    configure_logging(level="WARNING")
-    settings = settings_for(workdir, dialer_url)
-    with open_context(settings) as ctx:
-        gathered = gather_and_plan(ctx)
-        assert ctx.spec.leads is not None and gathered.leads is not None
-        from reconciler.adapters.state.leads import LeadBook
-        bodies = [
-            {"source": "bench", "user": "api", "pass": "1234", "function": "add_multi_lead",
-             "multi_leads": "[" + ",".join(lead_json(f) for _, f, _ in e.items) + "]"}
-            for e in merged_leads(ctx.crm, ctx.spec.leads, LeadBook(ctx.store), gathered.leads)
-            if isinstance(e, LeadBatch)]
-    with httpx.Client(timeout=60) as client:
-        started = time.perf_counter()
-        for body in bodies:
-            client.post(dialer_url, data=body).raise_for_status()
-        seconds = time.perf_counter() - started
-    return {"seconds": seconds, "batches": len(bodies)}
+def apply_rows(tmp: Path, args: argparse.Namespace) -> dict[str, Row]:
+    m = args.apply_leads
+    template = tmp / "apply-template"
+    template.mkdir()
+    print(f"preparing {m:,} new leads", file=sys.stderr)
+    runs.build_crm(template / "crm.db", m)
+    runs.new_state(template)
+    batch = 500                    # DialerSettings.leads_per_batch, the default
+    minimum = sum(math.ceil(len(range(i, m + 1, len(runs.LISTS))) / batch)
+                  for i in range(1, len(runs.LISTS) + 1))
+    used: list[int] = []
+
+    def measure(kind: str) -> Callable[[], dict[str, Any]]:
+        def run() -> dict[str, Any]:
+            workdir = runs.copy_workdir(template, tmp / f"{kind}-{len(used)}")
+            with runs.SandboxProcess() as sandbox:     # a fresh, empty dialer each time
+                result = run_child(kind, workdir, sandbox.url)
+                result["calls"] = sandbox.add_multi_lead_calls()
+            used.append(result["calls"])
+            return result
+        return run
+
+    rounds = side_by_side(args.repeat, {"apply": measure("apply"), "bare": measure("bare")})
+    outcomes = {r["apply"]["outcome"] for r in rounds}
+    calls = {r["apply"]["calls"] for r in rounds}
+    return {
+        "apply": Row(f"apply {m:,} new leads (plan + send) / bare httpx loop, same batches",
+                     seconds(median(rounds, "apply")), seconds(median(rounds, "bare")),
+                     ratio(rounds, "apply", "bare"), 1.3,
+                     note="" if outcomes == {"ok"} else f"outcome {sorted(outcomes)}"),
+        "calls": Row("add_multi_lead calls of the apply / the minimum",
+                     ", ".join(map(str, sorted(calls))), f"minimum {minimum}",
+                     max(calls) / minimum, 1,
+                     note=f"sum over {len(runs.LISTS)} lists of ceil(leads / {batch})"),
+    }
 
 
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def start_rows(args: argparse.Namespace) -> dict[str, Row]:
+    program = Path(sys.executable).with_name("reconciler")
+    command = [str(program)] if program.exists() else [sys.executable, "-m", "reconciler.cli"]
+    count = max(args.repeat, 5)
+    bare, ours = [], []
+    for _ in range(count):             # side by side with the interpreter's own start
+        bare.append(runs.start_seconds([sys.executable, "-c", "pass"]))
+        ours.append(runs.start_seconds([*command, "--version"]))
+    took = statistics.median(ours)
+    return {"start": Row("process start: `reconciler --version`, wall", seconds(took),
+                         f"python -c pass {seconds(statistics.median(bare))}", round(took, 3),
+                         0.25, " s", note=f"median of {count}")}
 
 
 # --- the parent -------------------------------------------------------------------------------
 
 
-def run_child(*args: str) -> dict[str, Any]:
-    out = subprocess.run([sys.executable, __file__, "--child", *args], check=True,
-                         capture_output=True, text=True, cwd=REPO)
-    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
-    return result
+def print_table(rows: list[Row]) -> None:
+    head = ["measurement", "result", "against", "ratio / value", "goal", "met"]
+    table = [head, *(row.cells() for row in rows)]
+    widths = [max(len(line[i]) for line in table) for i in range(len(head))]
+    for number, line in enumerate(table):
+        print("| " + " | ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)) + " |")
+        if number == 0:
+            print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class SandboxProcess:
-    """`reconciler sandbox` in its own process, so the dialer does not share our CPU time."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "reconciler.cli", "--log-level", "ERROR", "sandbox",
-             "--port", str(self.port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        self.url = f"http://127.0.0.1:{self.port}/dialer/elision_api.php"
-        for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.1)
-        self.setup_lists()
-
-    def setup_lists(self) -> None:
-        import httpx
-
-        for list_id in LISTS:
-            httpx.post(self.url, data={"source": "bench", "user": "api", "pass": "1234",
-                                       "function": "add_list", "list_id": list_id,
-                                       "list_name": f"Bench list {list_id}",
-                                       "campaign_id": "TESTCAMP", "active": "Y"})
-
-    def add_multi_lead_calls(self) -> int:
-        import httpx
-
-        calls = httpx.get(f"http://127.0.0.1:{self.port}/_sandbox/state", timeout=60).json()
-        return sum(c["function"] == "add_multi_lead" for c in calls["calls"])
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(timeout=10)
+def selected(text: str) -> set[str]:
+    names = {name.strip() for name in text.split(",") if name.strip()}
+    unknown = names - set(ROWS)
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown row(s) {sorted(unknown)}; rows: "
+                                         f"{', '.join(ROWS)}")
+    return names
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--plan-leads", type=int, default=1_000_000)
-    parser.add_argument("--apply-leads", type=int, default=100_000)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--plan-leads", type=int, default=1_000_000, metavar="N")
+    parser.add_argument("--apply-leads", type=int, default=100_000, metavar="M")
+    parser.add_argument("--repeat", type=int, default=3, metavar="R",
+                        help="runs of each side of a row (default 3); the median is shown")
+    parser.add_argument("--rows", type=selected, default=set(ROWS),
+                        help=f"comma-separated, of: {', '.join(ROWS)} (default: all)")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         kind, workdir, *rest = args.child
-        result = globals()[f"child_{kind}"](Path(workdir), *rest)
-        print(json.dumps(result))
+        print(json.dumps(getattr(runs, f"child_{kind}")(Path(workdir), *rest)))
         return
 
     print(f"machine: {platform.platform()}, {os.cpu_count()} cores, Python "
-          f"{platform.python_version()}")
+          f"{platform.python_version()}; {args.plan_leads:,} leads to plan, "
+          f"{args.apply_leads:,} to apply, median of {args.repeat}")
+    rows: dict[str, Row] = {}
     with tempfile.TemporaryDirectory(prefix="reconciler-bench-") as tmp:
-        work = Path(tmp) / "plan"
-        work.mkdir()
-        build_crm(work / "crm.db", args.plan_leads)
-        build_state(work, "default")
-        scan, plan = run_child("scan", str(work)), run_child("plan", str(work))
-        assert not plan["changes"] and plan["sent"] == args.plan_leads, plan
-        print(f"no-change plan over {args.plan_leads:,} leads: {plan['seconds']:.2f} s, "
-              f"peak RSS {plan['rss_mb']:.0f} MB")
-        print(f"raw sqlite3 scan of both tables ({scan['rows']:,} rows): {scan['seconds']:.2f} s"
-              f" -> ratio {plan['seconds'] / scan['seconds']:.2f} (target <= 1.5; RSS <= 150 MB)")
-
-        for name in ("bare", "apply"):
-            work = Path(tmp) / name
-            work.mkdir()
-            build_crm(work / "crm.db", args.apply_leads)
-            from reconciler.adapters.state import db
-            engine = db.open_engine(f"sqlite:///{work / 'state.db'}")
-            db.upgrade(engine)
-            engine.dispose()
-        batch = 500
-        minimum = sum(math.ceil(len(range(i, args.apply_leads + 1, len(LISTS))) / batch)
-                      for i in range(1, len(LISTS) + 1))
-        results = {}
-        for name in ("bare", "apply"):
-            sandbox = SandboxProcess()
-            try:
-                results[name] = run_child(name, str(Path(tmp) / name), sandbox.url)
-                results[name]["calls"] = sandbox.add_multi_lead_calls()
-            finally:
-                sandbox.stop()
-        ours, bare = results["apply"], results["bare"]
-        print(f"apply of {args.apply_leads:,} new leads: {ours['seconds']:.2f} s, "
-              f"{ours['calls']} add_multi_lead calls (minimum {minimum}), "
-              f"outcome {ours['outcome']}")
-        print(f"bare httpx loop, same {bare['calls']} batches: {bare['seconds']:.2f} s "
-              f"-> ratio {ours['seconds'] / bare['seconds']:.2f} (target <= 1.3)")
+        if args.rows & {"plan", "changed", "incremental"}:
+            rows.update(plan_rows(Path(tmp), args, args.rows))
+        if "apply" in args.rows:
+            rows.update(apply_rows(Path(tmp), args))
+        if "start" in args.rows:
+            rows.update(start_rows(args))
+    print_table([rows[name] for name in TABLE_ORDER if name in rows])
 
 
 if __name__ == "__main__":
