@@ -125,7 +125,10 @@ class LeadSender:
             sender = self.client.lead_batch_sender
             if sender is None:
                 raise lacking("add_multi_lead")
-            outcomes = sender.add_multi_lead([fields for _, fields, _ in batch.items])
+            if batch.multi_leads:     # checked and encoded when planned: sent as it is
+                outcomes = sender.add_multi_lead_encoded(batch.multi_leads, len(batch.items))
+            else:
+                outcomes = sender.add_multi_lead([fields for _, fields, _ in batch.items])
         except DialerInDoubt as exc:
             self.book.record_outcome(batch_id, [LeadResult(k, "in_doubt") for k in batch.keys],
                                      "in_doubt", str(exc))
