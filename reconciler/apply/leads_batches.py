@@ -1,8 +1,10 @@
 """Send lead batches exactly once: intent committed, batch sent, each lead's outcome committed.
 
 The executor hands each of the plan's AddLeads ops here, in plan order, as one step of the run.
-The batch comes from the same merge that made the plan, read afresh from the CRM; it must carry
-the keys the plan promised, or sending stops. A batch whose answer is lost stays in doubt and
+The batch is the one the plan's merge made, read back from where the plan kept it
+(apply/leads_spill.py; or, for a plan kept without its batches, from the same merge run again);
+it must carry the keys the plan promised, or sending stops. A batch so made was checked and
+JSON-encoded when planned, and is sent as encoded. A batch whose answer is lost stays in doubt and
 stops the run: the dialer is not answering, and nothing is ever resent blindly.
 """
 
@@ -48,8 +50,8 @@ class LeadSender:
                  merge: Callable[[], Iterable[LeadEvent]], *,
                  progress: Callable[[], AbstractContextManager[Progress]] | None = None) -> None:
         self.client, self.book, self.run_id = client, book, run_id
-        # The lead merge, started at the first batch: after the steps before it are recorded
-        # (a settle_leads step changes what the merge reads from the state).
+        # The planned batches (or the lead merge), started at the first batch: after the steps
+        # before it are recorded (a settle_leads step changes what a merge reads from the state).
         self.merge = merge
         self.open_progress = progress or (lambda: nullcontext(lambda sent: None))
         self.blocked_lists: dict[str, str] = {}      # list_id -> why it could not be created
@@ -62,7 +64,7 @@ class LeadSender:
     def send(self, op: AddLeads, report: RunReport, keep_going: Callable[[], bool]) -> bool:
         """Send the batch `op` promised as one step. Returns True when the run must stop (the
         report says why). Asks `keep_going` once the batch is read and checked, before sending:
-        reading it from the CRM may take a while."""
+        reading it (from the CRM, without a kept plan) may take a while."""
         if self._batches is None:
             self._start(report, keep_going)
         assert self._batches is not None
