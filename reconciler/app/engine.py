@@ -275,15 +275,16 @@ def _lead_sender(ctx: Context, gathered: Gathered, plan: Plan, book: LeadBook,
 
     spill = gathered.spill
     merge: Callable[[], Iterable[LeadEvent]]
-    if spill is not None and not spill.closed:    # the plan's own batches: planned once
+    kept = spill is not None and not spill.closed
+    if spill is not None and kept:        # the plan's own batches: planned once
         merge = spill.batches
     else:
         merge = partial(merged_leads, ctx.crm, resource, book, lead_ctx)
     if ctx.dialect.capabilities.sends_leads_one_by_one:
         return OneByOneSender(ctx.dialer, book, run_id, merge, progress=progress,
                               concurrency=ctx.settings.dialer.lead_concurrency,
-                              duplicate_check=ctx.spec.lead_duplicate_check)
-    return LeadSender(ctx.dialer, book, run_id, merge, progress=progress)
+                              duplicate_check=ctx.spec.lead_duplicate_check, read_ahead=kept)
+    return LeadSender(ctx.dialer, book, run_id, merge, progress=progress, read_ahead=kept)
 
 
 def _record_cut_short(store: StateStore, run_id: str, kind: str, exc: BaseException) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, ExitStack, nullcontext
 from typing import Any
 
@@ -48,8 +49,12 @@ class LeadSender:
 
     def __init__(self, client: DialerPort, book: LeadBook, run_id: str,
                  merge: Callable[[], Iterable[LeadEvent]], *,
-                 progress: Callable[[], AbstractContextManager[Progress]] | None = None) -> None:
+                 progress: Callable[[], AbstractContextManager[Progress]] | None = None,
+                 read_ahead: bool = False) -> None:
         self.client, self.book, self.run_id = client, book, run_id
+        # Read the next batch on a thread of its own while one is sent: for batches read back
+        # from a file, not for a merge over database connections made on this thread.
+        self.read_ahead = read_ahead
         # The planned batches (or the lead merge), started at the first batch: after the steps
         # before it are recorded (a settle_leads step changes what a merge reads from the state).
         self.merge = merge
@@ -94,7 +99,11 @@ class LeadSender:
         events = self.merge()
         if isinstance(events, Generator):
             self._resources.callback(events.close)
-        self._batches = (e for e in events if isinstance(e, LeadBatch))
+        batches = (e for e in events if isinstance(e, LeadBatch))
+        if self.read_ahead:
+            batches = _read_ahead(batches)
+            self._resources.callback(batches.close)    # first: waits for the read under way
+        self._batches = batches
 
     def _block_lists_failed_since(self) -> None:
         """Lists whose add_list failed in this run: their leads wait for a later run."""
@@ -189,6 +198,16 @@ class LeadSender:
         self.report.outcome = outcome
         self.report.message = message
         return False
+
+
+def _read_ahead(batches: Iterator[LeadBatch]) -> Generator[LeadBatch, None, None]:
+    """`batches`, each read while the one before it is being sent: one read in progress, at
+    most one batch waiting, so memory holds two batches at most."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="lead-read-ahead") as pool:
+        ahead = pool.submit(next, batches, None)
+        while (batch := ahead.result()) is not None:
+            ahead = pool.submit(next, batches, None)
+            yield batch
 
 
 def _result(key: str, outcome: Any) -> LeadResult:
