@@ -275,11 +275,10 @@ def _lead_sender(ctx: Context, gathered: Gathered, plan: Plan, book: LeadBook,
 
     spill = gathered.spill
     merge: Callable[[], Iterable[LeadEvent]]
-    kept = spill is not None and not spill.closed
-    if spill is not None and kept:        # the plan's own batches: planned once
-        merge = spill.batches
+    if spill is not None and not spill.closed:     # the plan's own batches: planned once
+        merge, kept = spill.batches, True
     else:
-        merge = partial(merged_leads, ctx.crm, resource, book, lead_ctx)
+        merge, kept = partial(merged_leads, ctx.crm, resource, book, lead_ctx), False
     if ctx.dialect.capabilities.sends_leads_one_by_one:
         return OneByOneSender(ctx.dialer, book, run_id, merge, progress=progress,
                               concurrency=ctx.settings.dialer.lead_concurrency,
