@@ -191,3 +191,24 @@ def test_the_spill_costs_no_more_memory_for_more_batches() -> None:
 
     small, large = peak(10), peak(100)
     assert large < small * 1.5       # ten times the batches, not ten times the memory
+
+
+def test_leads_sent_one_by_one_come_from_the_spill_too(
+    sqlite_state: sa.Engine, tmp_path: Path, private_tmp: Path
+) -> None:
+    vicidial = SandboxDialer(mode="vicidial")
+    crm = make_crm(tmp_path, [], LISTS[:1], [lead(n) for n in range(1, 8)])
+    with engine_context(vicidial, sqlite_state, crm, tmp_path, dialect="vicidial",
+                        read_timeout=0.001, leads_per_batch=3) as ctx:
+        gathered = gather_and_plan(ctx)
+        planned = [op.keys for op in gathered.plan.ops if isinstance(op, AddLeads)]
+        crm_execute(crm, "INSERT INTO crm_leads (id, list_id, phone) VALUES (0, '1101', "
+                         "'5550000000')")
+        report = apply_plan(ctx, gathered)
+        assert report.outcome == "ok", report.message
+    calls = [c for c in vicidial.snapshot()["calls"] if c["function"] == "add_lead"]
+    assert len(calls) == 7
+    held = Counter(x["vendor_lead_code"] for x in vicidial.snapshot()["leads"])
+    assert held == Counter(key for keys in planned for key in keys)
+    assert gathered.spill is not None and gathered.spill.closed
+    assert list(private_tmp.iterdir()) == []
