@@ -23,6 +23,17 @@ from collections.abc import Iterable, Iterator
 from typing import IO
 
 from reconciler.core.leads.merge import LeadBatch, LeadEvent
+from reconciler.errors import ReconcilerError
+
+
+class SpillFailed(ReconcilerError):
+    """The temporary directory could not hold the planned lead batches."""
+
+
+def _failed(exc: OSError) -> SpillFailed:
+    return SpillFailed(f"cannot keep the planned lead batches in the temporary directory "
+                       f"{tempfile.gettempdir()} (set TMPDIR to another): "
+                       f"{exc.strerror or type(exc).__name__}")
 
 
 class BatchSpill:
@@ -42,6 +53,12 @@ class BatchSpill:
             yield event
 
     def _write(self, batch: LeadBatch) -> None:
+        try:
+            self._write_down(batch)
+        except OSError as exc:
+            raise _failed(exc) from None
+
+    def _write_down(self, batch: LeadBatch) -> None:
         if self._file is None:    # made at the first batch: a no-change plan makes none
             # Open beyond this call: closed by close(), or when the spill is collected.
             file = tempfile.TemporaryFile(prefix="reconciler-batches-")  # noqa: SIM115
@@ -61,11 +78,18 @@ class BatchSpill:
         if self._file is None:
             return
         file = self._file
-        file.flush()
-        file.seek(0)
+        try:
+            file.flush()
+            file.seek(0)
+        except OSError as exc:
+            raise _failed(exc) from None
         for _ in range(self.count):
-            list_id, seq, keys, digests = json.loads(file.readline())
-            multi_leads = file.readline().decode().rstrip("\n")
+            try:
+                head, line = file.readline(), file.readline()
+            except OSError as exc:
+                raise _failed(exc) from None
+            list_id, seq, keys, digests = json.loads(head)
+            multi_leads = line.decode().rstrip("\n")
             leads = json.loads(multi_leads)
             yield LeadBatch(list_id, seq, tuple(zip(keys, leads, digests, strict=True)),
                             multi_leads)

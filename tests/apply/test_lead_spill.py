@@ -18,7 +18,7 @@ import pytest
 import sqlalchemy as sa
 
 from reconciler.app.engine import apply_plan, gather_and_plan
-from reconciler.apply.leads_spill import BatchSpill
+from reconciler.apply.leads_spill import BatchSpill, SpillFailed
 from reconciler.core.leads.merge import LeadBatch, LeadEvent
 from reconciler.core.plan import AddLeads
 from reconciler.sandbox import SandboxDialer
@@ -212,3 +212,19 @@ def test_leads_sent_one_by_one_come_from_the_spill_too(
     assert held == Counter(key for keys in planned for key in keys)
     assert gathered.spill is not None and gathered.spill.closed
     assert list(private_tmp.iterdir()) == []
+
+
+def test_a_temporary_directory_that_cannot_hold_the_batches_is_named(
+    sandbox: SandboxDialer, sqlite_state: sa.Engine, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    missing = tmp_path / "no-such-dir"
+    monkeypatch.setattr(tempfile, "tempdir", str(missing))
+    crm = make_crm(tmp_path, [], LISTS[:1], [lead(n) for n in range(1, 4)])
+    with engine_context(sandbox, sqlite_state, crm, tmp_path) as ctx, \
+            pytest.raises(SpillFailed) as caught:
+        gather_and_plan(ctx)
+    assert str(caught.value) == (f"cannot keep the planned lead batches in the temporary "
+                                 f"directory {missing} (set TMPDIR to another): No such file "
+                                 f"or directory")
+    assert sandbox.snapshot()["leads"] == []
