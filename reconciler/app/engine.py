@@ -2,15 +2,15 @@
 
 `plan`, `apply` and `resync` all go through here; they differ in what is gathered and whether
 the executor runs, never in how the plan is made. Leads are planned by the lead merge
-(core/leads/merge.py) over the CRM's and the state's streams; apply runs the same merge again, from
-fresh streams, and the executor sends each batch as it comes.
+(core/leads/merge.py) over the CRM's and the state's streams; the batches it makes are kept in a
+temporary file (apply/leads_spill.py) and the executor sends them from there, as planned.
 """
 
 from __future__ import annotations
 
 import sys
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, replace
 from functools import partial
@@ -37,6 +37,7 @@ from reconciler.apply import leads_settle
 from reconciler.apply.executor import Executor, RunReport
 from reconciler.apply.leads_batches import LeadSender, Progress
 from reconciler.apply.leads_one_by_one import OneByOneSender
+from reconciler.apply.leads_spill import BatchSpill
 from reconciler.config.settings import DialerSettings, Settings
 from reconciler.config.spec import ResourceSpec, Spec
 from reconciler.core import planner
@@ -70,15 +71,21 @@ class Context:
 class Gathered:
     desired: Desired
     plan: Plan
-    leads: LeadContext | None = None     # how leads were planned; apply merges them again alike
+    leads: LeadContext | None = None     # how leads were planned
+    # The planned lead batches, kept on disk for apply to send (apply/leads_spill.py); without
+    # them (or once sent), apply merges the leads again alike.
+    spill: BatchSpill | None = None
 
 
 def gather_and_plan(ctx: Context, *, resync: bool = False,
-                    settled: tuple[LeadSettlement, ...] | None = None) -> Gathered:
-    """Read the three views and plan. Writes nothing anywhere.
+                    settled: tuple[LeadSettlement, ...] | None = None,
+                    keep_batches: bool = True) -> Gathered:
+    """Read the three views and plan. Writes nothing anywhere but a temporary file.
 
     `settled`: in-doubt leads already looked up (by the saved plan being applied); None looks
-    them up now. Each lead is looked up once per run, never again to check a saved plan."""
+    them up now. Each lead is looked up once per run, never again to check a saved plan.
+    `keep_batches`: keep the planned lead batches in a temporary file for `apply_plan` to send
+    (`Gathered.spill`, removed when the run ends); False for a plan that is only shown."""
     key, caps = ctx.digest_key, ctx.dialect.capabilities
     desired = read_desired(ctx.crm, ctx.spec, lambda f, v: keyed_digest(key, f, v), ctx.dialect)
     recorded = ctx.store.load_recorded()
@@ -116,8 +123,16 @@ def gather_and_plan(ctx: Context, *, resync: bool = False,
     lead_ctx = lead_context(ctx.settings.dialer, ctx.crm, ctx.spec.leads, plan,
                             desired, recorded, observed, keep_first, ctx.dialect,
                             book=book, duplicate_check=ctx.spec.lead_duplicate_check)
-    part = plan_leads(merged_leads(ctx.crm, ctx.spec.leads, book, lead_ctx, settled))
-    return Gathered(desired, sealed(with_leads(plan, part)), lead_ctx)
+    events = merged_leads(ctx.crm, ctx.spec.leads, book, lead_ctx, settled)
+    if not keep_batches:
+        return Gathered(desired, sealed(with_leads(plan, plan_leads(events))), lead_ctx)
+    spill = BatchSpill()
+    try:
+        part = plan_leads(spill.keep(events))
+    except BaseException:
+        spill.close()
+        raise
+    return Gathered(desired, sealed(with_leads(plan, part)), lead_ctx, spill)
 
 
 def lead_context(settings: DialerSettings, crm: sa.Engine, resource: ResourceSpec, plan: Plan,
@@ -212,16 +227,20 @@ def apply_plan(
     by an exception (a second interrupt, a state database gone) is recorded before it goes on.
     """
     plan = plan or gathered.plan
-    check_applicable(plan, force=force)
-    run_id = ctx.store.start_run(kind, plan.digest)          # the run's first, fenced, write
-    with structlog.contextvars.bound_contextvars(run_id=run_id):
-        try:
-            report = _run(ctx, gathered, plan, run_id, kind, keep_going or (lambda: True))
-        except BaseException as exc:
-            _record_cut_short(ctx.store, run_id, kind, exc)
-            raise
-        ctx.store.finish_run(run_id, report.outcome, report.counts, report.message)
-        log.info("run_finished", kind=kind, outcome=report.outcome, **report.counts)
+    try:
+        check_applicable(plan, force=force)
+        run_id = ctx.store.start_run(kind, plan.digest)          # the run's first, fenced, write
+        with structlog.contextvars.bound_contextvars(run_id=run_id):
+            try:
+                report = _run(ctx, gathered, plan, run_id, kind, keep_going or (lambda: True))
+            except BaseException as exc:
+                _record_cut_short(ctx.store, run_id, kind, exc)
+                raise
+            ctx.store.finish_run(run_id, report.outcome, report.counts, report.message)
+            log.info("run_finished", kind=kind, outcome=report.outcome, **report.counts)
+    finally:
+        if gathered.spill is not None:      # sent or not, the planned batches are done with
+            gathered.spill.close()
     return report
 
 
@@ -254,12 +273,17 @@ def _lead_sender(ctx: Context, gathered: Gathered, plan: Plan, book: LeadBook,
     def progress() -> AbstractContextManager[Progress]:
         return progress_bar(total, enabled=sys.stderr.isatty())
 
-    merge = partial(merged_leads, ctx.crm, resource, book, lead_ctx)
+    spill = gathered.spill
+    merge: Callable[[], Iterable[LeadEvent]]
+    if spill is not None and not spill.closed:     # the plan's own batches: planned once
+        merge, kept = spill.batches, True
+    else:
+        merge, kept = partial(merged_leads, ctx.crm, resource, book, lead_ctx), False
     if ctx.dialect.capabilities.sends_leads_one_by_one:
         return OneByOneSender(ctx.dialer, book, run_id, merge, progress=progress,
                               concurrency=ctx.settings.dialer.lead_concurrency,
-                              duplicate_check=ctx.spec.lead_duplicate_check)
-    return LeadSender(ctx.dialer, book, run_id, merge, progress=progress)
+                              duplicate_check=ctx.spec.lead_duplicate_check, read_ahead=kept)
+    return LeadSender(ctx.dialer, book, run_id, merge, progress=progress, read_ahead=kept)
 
 
 def _record_cut_short(store: StateStore, run_id: str, kind: str, exc: BaseException) -> None:

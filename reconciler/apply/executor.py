@@ -255,9 +255,9 @@ class Executor:
     # --- leads --------------------------------------------------------------------------------
 
     def _add_leads(self, op: AddLeads, report: RunReport, first: bool) -> bool:
-        """Delegated: the sender reads the batch from the CRM again, checks it is the one the
-        plan promised, then asks whether the run goes on, even as the run's first step (that
-        read may take a while)."""
+        """Delegated: the sender reads the batch the plan kept, checks it is the one the plan
+        promised, then asks whether the run goes on, even as the run's first step (without a
+        kept plan, that read is a merge over the CRM, and may take a while)."""
         if self.leads is None:     # no merge to read the batch from: none is sent
             log.warning("lead_batch_not_sent", key=op.key, run_id=self.run_id,
                         reason="no lead sender for this run")

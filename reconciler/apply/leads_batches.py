@@ -1,8 +1,10 @@
 """Send lead batches exactly once: intent committed, batch sent, each lead's outcome committed.
 
 The executor hands each of the plan's AddLeads ops here, in plan order, as one step of the run.
-The batch comes from the same merge that made the plan, read afresh from the CRM; it must carry
-the keys the plan promised, or sending stops. A batch whose answer is lost stays in doubt and
+The batch is the one the plan's merge made, read back from where the plan kept it
+(apply/leads_spill.py; or, for a plan kept without its batches, from the same merge run again);
+it must carry the keys the plan promised, or sending stops. A batch so made was checked and
+JSON-encoded when planned, and is sent as encoded. A batch whose answer is lost stays in doubt and
 stops the run: the dialer is not answering, and nothing is ever resent blindly.
 """
 
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, ExitStack, nullcontext
 from typing import Any
 
@@ -46,10 +49,14 @@ class LeadSender:
 
     def __init__(self, client: DialerPort, book: LeadBook, run_id: str,
                  merge: Callable[[], Iterable[LeadEvent]], *,
-                 progress: Callable[[], AbstractContextManager[Progress]] | None = None) -> None:
+                 progress: Callable[[], AbstractContextManager[Progress]] | None = None,
+                 read_ahead: bool = False) -> None:
         self.client, self.book, self.run_id = client, book, run_id
-        # The lead merge, started at the first batch: after the steps before it are recorded
-        # (a settle_leads step changes what the merge reads from the state).
+        # Read the next batch on a thread of its own while one is sent: for batches read back
+        # from a file, not for a merge over database connections made on this thread.
+        self.read_ahead = read_ahead
+        # The planned batches (or the lead merge), started at the first batch: after the steps
+        # before it are recorded (a settle_leads step changes what a merge reads from the state).
         self.merge = merge
         self.open_progress = progress or (lambda: nullcontext(lambda sent: None))
         self.blocked_lists: dict[str, str] = {}      # list_id -> why it could not be created
@@ -62,7 +69,7 @@ class LeadSender:
     def send(self, op: AddLeads, report: RunReport, keep_going: Callable[[], bool]) -> bool:
         """Send the batch `op` promised as one step. Returns True when the run must stop (the
         report says why). Asks `keep_going` once the batch is read and checked, before sending:
-        reading it from the CRM may take a while."""
+        reading it (from the CRM, without a kept plan) may take a while."""
         if self._batches is None:
             self._start(report, keep_going)
         assert self._batches is not None
@@ -92,7 +99,11 @@ class LeadSender:
         events = self.merge()
         if isinstance(events, Generator):
             self._resources.callback(events.close)
-        self._batches = (e for e in events if isinstance(e, LeadBatch))
+        batches = (e for e in events if isinstance(e, LeadBatch))
+        if self.read_ahead:
+            batches = _read_ahead(batches)
+            self._resources.callback(batches.close)    # first: waits for the read under way
+        self._batches = batches
 
     def _block_lists_failed_since(self) -> None:
         """Lists whose add_list failed in this run: their leads wait for a later run."""
@@ -125,7 +136,10 @@ class LeadSender:
             sender = self.client.lead_batch_sender
             if sender is None:
                 raise lacking("add_multi_lead")
-            outcomes = sender.add_multi_lead([fields for _, fields, _ in batch.items])
+            if batch.multi_leads:     # checked and encoded when planned: sent as it is
+                outcomes = sender.add_multi_lead_encoded(batch.multi_leads, len(batch.items))
+            else:
+                outcomes = sender.add_multi_lead([fields for _, fields, _ in batch.items])
         except DialerInDoubt as exc:
             self.book.record_outcome(batch_id, [LeadResult(k, "in_doubt") for k in batch.keys],
                                      "in_doubt", str(exc))
@@ -184,6 +198,16 @@ class LeadSender:
         self.report.outcome = outcome
         self.report.message = message
         return False
+
+
+def _read_ahead(batches: Iterator[LeadBatch]) -> Generator[LeadBatch, None, None]:
+    """`batches`, each read while the one before it is being sent: one read in progress, at
+    most one batch waiting, so memory holds two batches at most."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="lead-read-ahead") as pool:
+        ahead = pool.submit(next, batches, None)
+        while (batch := ahead.result()) is not None:
+            ahead = pool.submit(next, batches, None)
+            yield batch
 
 
 def _result(key: str, outcome: Any) -> LeadResult:

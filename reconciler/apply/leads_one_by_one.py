@@ -52,8 +52,9 @@ class OneByOneSender(LeadSender):
     def __init__(self, client: DialerPort, book: LeadBook, run_id: str,
                  merge: Callable[[], Iterable[LeadEvent]], *,
                  progress: Callable[[], AbstractContextManager[Progress]] | None = None,
-                 concurrency: int = 4, duplicate_check: Sequence[str] = ()) -> None:
-        super().__init__(client, book, run_id, merge, progress=progress)
+                 concurrency: int = 4, duplicate_check: Sequence[str] = (),
+                 read_ahead: bool = False) -> None:
+        super().__init__(client, book, run_id, merge, progress=progress, read_ahead=read_ahead)
         sender = client.lead_sender
         if sender is None:
             raise lacking("add_lead")

@@ -56,10 +56,13 @@ class FieldRule:
 
     def check(self, value: object) -> str | None:
         """None when `value` obeys the rule, else the rule it breaks."""
+        if type(value) is str:      # most values: skip the other type checks
+            text = value
         # bool is an int subclass; True is not a field value.
-        if isinstance(value, bool) or not isinstance(value, (str, int)):
+        elif isinstance(value, bool) or not isinstance(value, (str, int)):
             return RULE_TYPE
-        text = str(value)
+        else:
+            text = str(value)
         # Printable ASCII (most values) has no control character: skip the per-character look.
         if not (text.isascii() and text.isprintable()) and any(
                 unicodedata.category(char) in _CONTROL_CATEGORIES for char in text):
@@ -219,8 +222,11 @@ def lead_problems(
     `function` is add_multi_lead (Elision) or add_lead (VICIdial, one lead per call).
     """
     problems = [(name, RULE_REQUIRED) for name in LEAD_REQUIRED if name not in lead]
+    rules = RULES.get(function)
+    # It runs for every lead sent: the rules are looked up once, not field by field.
     for name, value in lead.items():
-        problem = check_field(function, name, value)
+        rule = rules.get(name) if rules is not None else None
+        problem = rule.check(value) if rule is not None else check_field(function, name, value)
         if problem is not None:
             problems.append((name, problem))
     return problems

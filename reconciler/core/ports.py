@@ -52,6 +52,10 @@ class SendsLeadBatches(Protocol):
 
     def add_multi_lead(self, leads: Sequence[Lead]) -> list[LeadOutcome]: ...
 
+    def add_multi_lead_encoded(self, multi_leads: str, lead_count: int) -> list[LeadOutcome]:
+        """The same, for leads already checked and encoded (the plan's lead batches)."""
+        ...
+
 
 class ReadsUsers(Protocol):
     def user_details(self, agent_user: FieldValue) -> UserDetails: ...

@@ -85,8 +85,17 @@ class ElisionClient(SharedVerbs):
         One outcome per lead, in the order sent; `success=None` marks a lead the answer did not
         cover. Raises DialerInDoubt when the batch may have been applied but no answer was read.
         """
-        request = requests.build_add_multi_lead(self._login, leads)
-        if len(leads) > self.settings.leads_per_batch:
+        return self._send_batch(requests.build_add_multi_lead(self._login, leads))
+
+    def add_multi_lead_encoded(self, multi_leads: str, lead_count: int) -> list[LeadOutcome]:
+        """Send one batch planned by the lead merge: its leads were checked there by the same
+        field rules `add_multi_lead` checks, and `multi_leads` is their JSON, made once. The
+        batch's size limits are checked here all the same."""
+        return self._send_batch(requests.build_add_multi_lead_encoded(
+            self._login, multi_leads, lead_count))
+
+    def _send_batch(self, request: DialerRequest) -> list[LeadOutcome]:
+        if request.lead_count > self.settings.leads_per_batch:
             raise FieldInvalid("add_multi_lead", "multi_leads",
                                f"must hold at most {self.settings.leads_per_batch} leads")
         limit = self.settings.request_byte_limit

@@ -19,6 +19,7 @@ import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from typing import NoReturn
 from urllib.parse import quote, quote_plus
 
@@ -79,9 +80,15 @@ class _Context:
     def excerpt(self) -> str:
         return excerpt(self.raw, self.secrets)
 
+    # Messages already cleaned: an add_multi_lead answer repeats one message for most leads.
+    cleaned: dict[str, str] = dataclass_field(default_factory=dict, compare=False, repr=False)
+
     def clean(self, text: str) -> str:
         """Free text (messages): every secret masked, wherever it appears."""
-        return " ".join(redact_text(text, self.secrets).split())
+        done = self.cleaned.get(text)
+        if done is None:
+            done = self.cleaned[text] = " ".join(redact_text(text, self.secrets).split())
+        return done
 
     def field(self, value: str) -> str:
         """One data field: masked when it is a secret. Not by substring, which would mangle

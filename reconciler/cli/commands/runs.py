@@ -73,7 +73,7 @@ def _apply_flags(parser: argparse.ArgumentParser) -> None:
 def cmd_plan(args: argparse.Namespace) -> int:
     settings = load(args)
     with open_context(settings) as ctx:
-        gathered = gather_and_plan(ctx)
+        gathered = gather_and_plan(ctx, keep_batches=False)    # shown, not sent
         record_plan_run(ctx, gathered.plan)
     plan = gathered.plan
     document = plan_data.to_json(plan)
@@ -116,7 +116,7 @@ def cmd_resync(args: argparse.Namespace) -> int:
     settings = load(args)
     with open_context(settings) as ctx:
         if args.dry_run:
-            gathered = gather_and_plan(ctx, resync=True)
+            gathered = gather_and_plan(ctx, resync=True, keep_batches=False)
             record_plan_run(ctx, gathered.plan, kind="resync-plan")
             _print_plan(args, gathered.plan)
             return 1 if gathered.plan.unavailable else EXIT_OK

@@ -15,7 +15,7 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from reconciler.core.leads.batching import BatchLimits, OpenBatch, lead_cost
+from reconciler.core.leads.batching import BatchLimits, OpenBatch, encoded_cost, lead_json
 from reconciler.core.model import UNCERTAIN_LEAD_STATUSES, DesiredLead, RecordedLead, RowRejection
 from reconciler.core.plan import Reject
 from reconciler.errors import ReconcilerError
@@ -60,6 +60,8 @@ class LeadBatch:
     list_id: str
     seq: int
     items: tuple[tuple[str, Mapping[str, str], str], ...]     # (key, fields, digest)
+    # The add_multi_lead `multi_leads` value of these leads, JSON made once when planned.
+    multi_leads: str = ""
 
     @property
     def keys(self) -> tuple[str, ...]:
@@ -171,7 +173,8 @@ class _Merge:
             for name, rule in problems:
                 yield self._reject(lead, name, rule)
             return
-        cost = lead_cost(fields)
+        text = lead_json(fields)
+        cost = encoded_cost(text)
         if not self.ctx.limits.fits_alone(cost):
             yield self._reject(lead, "multi_leads", "is too large to send in one request")
             return
@@ -181,13 +184,13 @@ class _Merge:
             batch = None
         if batch is None:
             batch = self.batches[lead.list_id] = OpenBatch(self.ctx.limits)
-        batch.add(lead.key, fields, lead.digest, cost)
+        batch.add(lead.key, fields, lead.digest, cost, text)
         self.counts[lead.list_id, "to_send"] += 1
 
     def _close(self, list_id: str) -> LeadBatch:
         batch = self.batches.pop(list_id)
         self.seq[list_id] += 1
-        return LeadBatch(list_id, self.seq[list_id], tuple(batch.items))
+        return LeadBatch(list_id, self.seq[list_id], tuple(batch.items), batch.multi_leads())
 
     def _reject(self, lead: DesiredLead, name: str, reason: str) -> Reject:
         self.counts[lead.list_id, "rejected"] += 1

@@ -128,9 +128,11 @@ def test_a_locked_crm_is_one_line(cli: Cli, tmp_path: Path,
     assert one_error_line(capsys) == "error: leads: CRM query failed: database is locked\n"
 
 
-def test_a_crm_lost_between_plan_and_apply_fails_the_run_in_one_line(
+def test_a_crm_lost_after_the_plan_is_met_in_one_line_by_the_next_run(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """Apply sends the leads its plan read (kept with the plan, docs/leads.md): the CRM lost
+    once the run began stops nothing; the next run that reads it fails in one line."""
     crm = make_crm(tmp_path, [agent("1000")], LISTS, leads(20))
     monkeypatch.setenv("RECONCILER_DIALER_PASSWORD", "1234")
     monkeypatch.delenv("RECONCILER_CONFIG", raising=False)
@@ -138,6 +140,8 @@ def test_a_crm_lost_between_plan_and_apply_fails_the_run_in_one_line(
     with start_background(sandbox) as server:
         cli = Cli(tmp_path, crm, server.url)
         assert cli.run(EXAMPLE_SPEC, "db", "upgrade") == 0
+        assert cli.run(EXAMPLE_SPEC, "apply", "--yes") == 0
+        assert len(sandbox.snapshot()["leads"]) == 20
         capsys.readouterr()
         assert cli.run(EXAMPLE_SPEC, "apply", "--yes") == 1
         err = capsys.readouterr().err
@@ -145,7 +149,21 @@ def test_a_crm_lost_between_plan_and_apply_fails_the_run_in_one_line(
         assert err.splitlines()[-1] == "error: leads: CRM query failed: no such table: crm_leads"
         assert cli.run(EXAMPLE_SPEC, "history", "--json") == 0
     (run, *_) = json.loads(capsys.readouterr().out)
-    assert (run["kind"], run["outcome"]) == ("apply", "failed")
+    assert (run["kind"], run["outcome"]) == ("apply", "ok")
+
+
+def test_a_crm_lost_during_an_apply_that_reads_it_again_fails_the_run_in_one_line(
+    sandbox: SandboxDialer, sqlite_state: sa.Engine, tmp_path: Path
+) -> None:
+    """A plan kept without its batches is applied by reading the CRM again."""
+    crm = make_crm(tmp_path, [agent("1000")], LISTS, leads(5))
+    with engine_context(sandbox, sqlite_state, crm, tmp_path) as ctx:
+        gathered = gather_and_plan(ctx, keep_batches=False)
+        crm_execute(crm, "DROP TABLE crm_leads")
+        with pytest.raises(CrmUnavailable):
+            apply_plan(ctx, gathered)
+        (run,) = queries.recent_runs(sqlite_state, "default", 5)
+    assert run["outcome"] == "failed"
     assert run["message"] == "CRM unavailable: leads: CRM query failed: no such table: crm_leads"
     assert run["counts"] == {"created": 2}            # the list and the user were applied
 
@@ -239,26 +257,22 @@ def test_the_daemon_takes_a_wrong_leads_column_for_a_crm_outage(
     assert run["outcome"] == "unavailable"
 
 
-def test_the_daemon_takes_a_crm_lost_during_apply_for_a_crm_outage(
+def test_the_daemon_takes_a_crm_lost_after_its_plan_for_a_crm_outage_next_run(
     sqlite_state: sa.Engine, tmp_path: Path
 ) -> None:
     crm = make_crm(tmp_path, [agent("1000")], LISTS, leads(5))
     sandbox = Hooked("add_user", lambda: crm_execute(
         crm, "ALTER TABLE crm_leads RENAME TO crm_leads_away"))
     with engine_context(sandbox, sqlite_state, crm, tmp_path) as ctx:
+        outcome, _ = daemon_run(ctx)             # sends what its plan read
+        assert len(sandbox.snapshot()["leads"]) == 5
         outcome, logs = daemon_run(ctx)
         assert outcome == "unavailable"
         assert [e["event"] for e in logs if e["log_level"] in ("warning", "error")] \
             == ["crm_outage"]
-        (run,) = queries.recent_runs(sqlite_state, "default", 5)
-        assert run["outcome"] == "failed"
-        assert run["message"] == ("CRM unavailable: leads: CRM query failed: "
-                                  "no such table: crm_leads")
         crm_execute(crm, "ALTER TABLE crm_leads_away RENAME TO crm_leads")
-        gathered = gather_and_plan(ctx)               # the leads are still to send, once
-        assert apply_plan(ctx, gathered).outcome == "ok"
+        assert not gather_and_plan(ctx, keep_batches=False).plan.has_changes
     assert len(sandbox.snapshot()["leads"]) == 5
-
 
 
 def test_the_daemon_takes_a_deleted_crm_file_for_a_crm_outage(
