@@ -31,7 +31,8 @@ from reconciler.adapters.dialer.observe import observe
 from reconciler.adapters.dialer.transport import encoded_size, login_of
 from reconciler.adapters.state.leads import LeadBook, LeadSettlement
 from reconciler.adapters.state.store import StateStore
-from reconciler.app import lead_phones
+from reconciler.app import incremental, lead_phones
+from reconciler.app.incremental import LeadRead
 from reconciler.app.progress import progress_bar
 from reconciler.apply import leads_settle
 from reconciler.apply.executor import Executor, RunReport
@@ -71,14 +72,17 @@ class Gathered:
     desired: Desired
     plan: Plan
     leads: LeadContext | None = None     # how leads were planned; apply merges them again alike
+    lead_read: LeadRead | None = None    # which lead rows (docs/incremental.md); None: all
 
 
 def gather_and_plan(ctx: Context, *, resync: bool = False,
-                    settled: tuple[LeadSettlement, ...] | None = None) -> Gathered:
+                    settled: tuple[LeadSettlement, ...] | None = None,
+                    full: bool = False) -> Gathered:
     """Read the three views and plan. Writes nothing anywhere.
 
     `settled`: in-doubt leads already looked up (by the saved plan being applied); None looks
-    them up now. Each lead is looked up once per run, never again to check a saved plan."""
+    them up now. Each lead is looked up once per run, never again to check a saved plan.
+    `full`: read every lead row even when the spec allows an incremental pass."""
     key, caps = ctx.digest_key, ctx.dialect.capabilities
     desired = read_desired(ctx.crm, ctx.spec, lambda f, v: keyed_digest(key, f, v), ctx.dialect)
     recorded = ctx.store.load_recorded()
@@ -105,6 +109,11 @@ def gather_and_plan(ctx: Context, *, resync: bool = False,
             if caps.can_look_up_leads else ()
     if settled:   # recorded by apply before any lead is sent (a settle_leads op)
         plan = replace(plan, ops=(*plan.ops, leads_settle.as_op(settled)))
+    read = incremental.choose(ctx.crm, ctx.store, ctx.spec.leads, resync=resync, full=full,
+                              settled=bool(settled))
+    if read is not None:
+        plan = replace(plan, basis=replace(plan.basis, lead_pass=read.lead_pass.basis),
+                       lead_pass=read.lead_pass)
     keep_first = ctx.spec.policy.lead_duplicates == "keep_first"
     unknown = book.unknown_phones() if keep_first else 0
     if unknown:
@@ -115,20 +124,24 @@ def gather_and_plan(ctx: Context, *, resync: bool = False,
             f"cannot count them")))
     lead_ctx = lead_context(ctx.settings.dialer, ctx.crm, ctx.spec.leads, plan,
                             desired, recorded, observed, keep_first, ctx.dialect,
-                            book=book, duplicate_check=ctx.spec.lead_duplicate_check)
-    part = plan_leads(merged_leads(ctx.crm, ctx.spec.leads, book, lead_ctx, settled))
-    return Gathered(desired, sealed(with_leads(plan, part)), lead_ctx)
+                            book=book, duplicate_check=ctx.spec.lead_duplicate_check, read=read)
+    part = plan_leads(merged_leads(ctx.crm, ctx.spec.leads, book, lead_ctx, settled, read))
+    return Gathered(desired, sealed(with_leads(plan, part)), lead_ctx, read)
 
 
 def lead_context(settings: DialerSettings, crm: sa.Engine, resource: ResourceSpec, plan: Plan,
                  desired: Desired, recorded: Recorded, observed: Observed,
                  keep_first_phone: bool, dialect: Dialect,
                  book: LeadBook | None = None,
-                 duplicate_check: tuple[str, ...] = ()) -> LeadContext:
+                 duplicate_check: tuple[str, ...] = (), read: LeadRead | None = None
+                 ) -> LeadContext:
     """What the lead merge needs besides its two streams, for `plan` and `apply` alike."""
     usable, blockers = usable_lists(plan, desired, recorded, observed)
     mapper = LeadMapper(resource)
-    shared = shared_phones_later(crm, resource) if keep_first_phone else None
+    shared = None
+    if keep_first_phone:
+        shared = incremental.shared_phones_later(crm, resource, read) \
+            if read is not None and read.since is not None else shared_phones_later(crm, resource)
     return LeadContext(usable, blockers,
                        batch_limits(settings, dialect.capabilities.sends_leads_one_by_one),
                        mapper.fields, mapper.phone,
@@ -146,8 +159,16 @@ def batch_limits(settings: DialerSettings, one_by_one: bool = False) -> BatchLim
 
 
 def merged_leads(crm: sa.Engine, resource: ResourceSpec, book: LeadBook, lead_ctx: LeadContext,
-                 settled: tuple[LeadSettlement, ...] = ()) -> Iterator[LeadEvent]:
-    """The lead merge; `settled` are look-ups not yet written, planned as if they were."""
+                 settled: tuple[LeadSettlement, ...] = (), read: LeadRead | None = None
+                 ) -> Iterator[LeadEvent]:
+    """The lead merge; `settled` are look-ups not yet written, planned as if they were. An
+    incremental `read` merges the changed rows with the recorded leads of their keys only."""
+    if read is not None and read.since is not None:
+        assert not settled                  # look-ups make the pass a full one (choose_pass)
+        desired, recorded = incremental.aligned(
+            stream_leads(crm, resource, since=read.since_value),
+            incremental.recorded_lookup(book.store))
+        return lead_events(desired, recorded, lead_ctx)
     return lead_events(stream_leads(crm, resource),
                        leads_settle.as_recorded(book.stream_recorded(), settled), lead_ctx)
 
@@ -186,6 +207,8 @@ def stale_reasons(saved: Basis, current: Basis) -> list[str]:
         "desired_digest": "the CRM data changed",
         "observed_digest": "the lists on the dialer changed",
         "resync": "it was made in another mode (plan vs resync)",
+        "lead_pass": "it read other lead rows (a full pass vs an incremental one, or since "
+                     "another mark; `--full` makes a full pass)",
     }
     saved_fields, current_fields = asdict(saved), asdict(current)
     return [labels[name] for name in labels if saved_fields[name] != current_fields[name]]
@@ -222,7 +245,20 @@ def apply_plan(
             raise
         ctx.store.finish_run(run_id, report.outcome, report.counts, report.message)
         log.info("run_finished", kind=kind, outcome=report.outcome, **report.counts)
+        if report.outcome in MARK_ADVANCES:
+            advance_mark(ctx, gathered)
     return report
+
+
+# Only a run that finished ok moves the mark: after any other, the next pass reads the same rows
+# again. (A lead in doubt that is later forgotten makes the next pass a full one.)
+MARK_ADVANCES = ("ok",)
+
+
+def advance_mark(ctx: Context, gathered: Gathered) -> None:
+    """The next incremental pass reads past what this finished run read (docs/incremental.md).
+    Call with the write lease held, after the run applied (or had nothing to apply)."""
+    incremental.advance(ctx.store, gathered.lead_read)
 
 
 def _run(ctx: Context, gathered: Gathered, plan: Plan, run_id: str, kind: str,
@@ -254,7 +290,7 @@ def _lead_sender(ctx: Context, gathered: Gathered, plan: Plan, book: LeadBook,
     def progress() -> AbstractContextManager[Progress]:
         return progress_bar(total, enabled=sys.stderr.isatty())
 
-    merge = partial(merged_leads, ctx.crm, resource, book, lead_ctx)
+    merge = partial(merged_leads, ctx.crm, resource, book, lead_ctx, read=gathered.lead_read)
     if ctx.dialect.capabilities.sends_leads_one_by_one:
         return OneByOneSender(ctx.dialer, book, run_id, merge, progress=progress,
                               concurrency=ctx.settings.dialer.lead_concurrency,
