@@ -78,8 +78,8 @@ def test_a_first_full_pass_then_only_changed_rows_are_read(
 
     quiet = gather_and_plan(ctx).plan
     assert quiet.lead_pass is not None and quiet.lead_pass.kind == INCREMENTAL
-    assert quiet.lead_pass.since == str(change_value(kind, 30)).replace(" ", "T") \
-        or kind == "timestamp"
+    if kind != "timestamp":              # a timestamp's text depends on the backend
+        assert quiet.lead_pass.since == str(change_value(kind, 30))
     assert quiet.ops == () and counts(quiet) == {}        # no row read at all
 
     # A touch without a data change is read, and is no drift; a new lead is sent; an edit is
