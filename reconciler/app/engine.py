@@ -165,10 +165,7 @@ def merged_leads(crm: sa.Engine, resource: ResourceSpec, book: LeadBook, lead_ct
     incremental `read` merges the changed rows with the recorded leads of their keys only."""
     if read is not None and read.since is not None:
         assert not settled                  # look-ups make the pass a full one (choose_pass)
-        desired, recorded = incremental.aligned(
-            stream_leads(crm, resource, since=read.since_value),
-            incremental.recorded_lookup(book.store))
-        return lead_events(desired, recorded, lead_ctx)
+        return lead_events(*incremental.changed_leads(crm, resource, book.store, read), lead_ctx)
     return lead_events(stream_leads(crm, resource),
                        leads_settle.as_recorded(book.stream_recorded(), settled), lead_ctx)
 
@@ -245,20 +242,8 @@ def apply_plan(
             raise
         ctx.store.finish_run(run_id, report.outcome, report.counts, report.message)
         log.info("run_finished", kind=kind, outcome=report.outcome, **report.counts)
-        if report.outcome in MARK_ADVANCES:
-            advance_mark(ctx, gathered)
+        incremental.advance(ctx.store, gathered.lead_read, report.outcome)
     return report
-
-
-# Only a run that finished ok moves the mark: after any other, the next pass reads the same rows
-# again. (A lead in doubt that is later forgotten makes the next pass a full one.)
-MARK_ADVANCES = ("ok",)
-
-
-def advance_mark(ctx: Context, gathered: Gathered) -> None:
-    """The next incremental pass reads past what this finished run read (docs/incremental.md).
-    Call with the write lease held, after the run applied (or had nothing to apply)."""
-    incremental.advance(ctx.store, gathered.lead_read)
 
 
 def _run(ctx: Context, gathered: Gathered, plan: Plan, run_id: str, kind: str,

@@ -18,17 +18,24 @@ from itertools import islice
 from typing import Any
 
 import sqlalchemy as sa
+import structlog
 
 from reconciler.adapters.crm.changes import ChangeMark, high_water, shared_phones_of_changes
-from reconciler.adapters.crm.leads import SharedPhones
+from reconciler.adapters.crm.leads import SharedPhones, stream_leads
 from reconciler.adapters.state import marks
 from reconciler.adapters.state.store import StateStore
 from reconciler.config.spec import ResourceSpec
 from reconciler.core.leads.passes import choose_pass
 from reconciler.core.model import DesiredLead, RecordedLead, RowRejection
 from reconciler.core.plan import FULL, LeadPass
+from reconciler.errors import LeaseLost
+
+log = structlog.get_logger()
 
 KEYS_ASKED = 1000          # recorded leads looked up per state query
+# Only a run that finished ok moves the mark (a lead in doubt that is later forgotten makes the
+# next pass a full one).
+MARK_ADVANCES = ("ok",)
 # Stands for "nothing recorded" in the aligned stream: the merge treats it as no record at all
 # (not sent, not in doubt, and a digest no row has).
 NOT_RECORDED = "not_recorded"
@@ -63,14 +70,28 @@ def choose(crm: sa.Engine, store: StateStore, resource: ResourceSpec, *, resync:
     return LeadRead(lead_pass, top, now, ChangeMark(mark.mark, mark.mark_type))
 
 
-def advance(store: StateStore, read: LeadRead | None) -> None:
-    """After an apply or resync that finished: the next incremental pass starts past what this
-    one read. Not after a plan, nor a run that failed, stopped or lost its lease."""
-    if read is None:
+def advance(store: StateStore, read: LeadRead | None, outcome: str = "ok") -> None:
+    """After an apply or resync that finished `ok` (or had nothing to apply): the next
+    incremental pass starts past what this one read. Not after a plan, nor a run that failed,
+    stopped, ended partial or lost its lease: the next pass reads the same rows again. Call with
+    the write lease held; a lease lost meanwhile keeps the old mark, harmlessly."""
+    if read is None or outcome not in MARK_ADVANCES:
         return
     top = read.high_water or read.since          # no value at all now: keep the old mark
-    marks.save(store, top.text if top else None, top.type if top else None,
-               at=read.began, full=read.lead_pass.kind == FULL)
+    try:
+        marks.save(store, top.text if top else None, top.type if top else None,
+                   at=read.began, full=read.lead_pass.kind == FULL)
+    except LeaseLost as lost:
+        log.warning("sync_mark_kept", reason=str(lost),
+                    note="the next pass reads the same lead rows again")
+
+
+def changed_leads(crm: sa.Engine, resource: ResourceSpec, store: StateStore, read: LeadRead
+                  ) -> tuple[Iterator[DesiredLead | RowRejection], Iterator[RecordedLead]]:
+    """The two streams of an incremental merge: the rows changed past the mark, and the
+    recorded leads of their keys."""
+    return aligned(stream_leads(crm, resource, since=read.since_value),
+                   partial(marks.recorded_by_key, store.engine, store.target))
 
 
 def shared_phones_later(crm: sa.Engine, resource: ResourceSpec, read: LeadRead
@@ -118,5 +139,3 @@ def aligned(desired: Iterable[DesiredLead | RowRejection],
     return drain(wanted), drain(recorded)
 
 
-def recorded_lookup(store: StateStore) -> Callable[[list[str]], dict[str, RecordedLead]]:
-    return partial(marks.recorded_by_key, store.engine, store.target)

@@ -15,12 +15,14 @@ import sqlalchemy as sa
 
 from reconciler.adapters.state import marks
 from reconciler.adapters.state.leads import LeadBook
+from reconciler.app import incremental
 from reconciler.app.engine import Context, apply_plan, gather_and_plan, stale_reasons
 from reconciler.app.render import render_plan
 from reconciler.config.spec import load_spec
 from reconciler.core import plan as plan_data
 from reconciler.core.leads.passes import SyncMark, choose_pass
 from reconciler.core.plan import FULL, INCREMENTAL, AddLeads, Plan
+from reconciler.errors import LeaseLost
 from reconciler.sandbox import SandboxDialer
 from tests.app.incremental_crm import (
     change_value,
@@ -127,6 +129,21 @@ def test_the_mark_moves_only_after_a_run_that_finished_ok(
     moved = marks.load(store.engine, store.target)
     assert moved is not None and moved.mark != kept.mark
     assert moved.full_pass_at == kept.full_pass_at          # an incremental pass is not full
+
+
+def test_a_mark_is_kept_when_the_lease_was_lost_before_it_was_saved(
+        ctx: Context, crm_url: str, kind: str) -> None:
+    write_leads(crm_url, [row(1, 1, kind)])
+    gathered = gather_and_plan(ctx)
+
+    def lost(conn: sa.Connection) -> None:
+        raise LeaseLost("taken over by another process")
+    incremental.advance(ctx.store.fenced(lost), gathered.lead_read)      # logged, not raised
+    assert marks.load(ctx.store.engine, ctx.store.target) is None
+    incremental.advance(ctx.store, gathered.lead_read, "partial")
+    assert marks.load(ctx.store.engine, ctx.store.target) is None
+    incremental.advance(ctx.store, gathered.lead_read)
+    assert marks.load(ctx.store.engine, ctx.store.target) is not None
 
 
 def test_a_saved_plan_is_refused_when_gathered_as_another_kind_of_pass(

@@ -11,11 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.adapters.state.leads import LeadBook
+from reconciler.app import incremental
 from reconciler.app.bootstrap import open_context
 from reconciler.app.engine import (
     Context,
     Gathered,
-    advance_mark,
     apply_plan,
     check_applicable,
     fill_in_lead_phones,
@@ -174,7 +174,7 @@ def _confirm_and_apply(ctx: Context, args: argparse.Namespace, gathered: Gathere
         # `intent` is in doubt from the next apply on, so that `status` shows it.
         interrupted = LeadBook(ctx.store).settle_interrupted()
         forget_settled_refusals(ctx, plan)
-        advance_mark(ctx, gathered)      # nothing to apply: the run finished ok
+        incremental.advance(ctx.store, gathered.lead_read)    # nothing to apply: finished ok
         if interrupted:
             print(f"{interrupted} lead batch(es) left by an interrupted run are now in doubt: "
                   f"see `reconciler leads in-doubt`.")
