@@ -6,6 +6,7 @@ Every case runs on SQLite and PostgreSQL, for integer, timestamp and text change
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,10 +19,13 @@ from reconciler.adapters.state.leads import LeadBook
 from reconciler.app import incremental
 from reconciler.app.engine import Context, apply_plan, gather_and_plan, stale_reasons
 from reconciler.app.render import render_plan
+from reconciler.config.settings import DaemonSettings
 from reconciler.config.spec import load_spec
 from reconciler.core import plan as plan_data
 from reconciler.core.leads.passes import SyncMark, choose_pass
 from reconciler.core.plan import FULL, INCREMENTAL, AddLeads, Plan
+from reconciler.daemon.metrics import Stats
+from reconciler.daemon.runner import Runner
 from reconciler.errors import LeaseLost
 from reconciler.sandbox import SandboxDialer
 from tests.app.incremental_crm import (
@@ -226,3 +230,19 @@ def test_a_plan_without_a_change_column_is_as_before(tmp_path: Path) -> None:
     document = plan_data.to_json(plan)
     assert "lead_pass" not in document and "lead_pass" not in document["basis"]
     assert load_spec(incremental_spec(tmp_path)).leads is not None
+
+
+def test_the_daemon_runs_incremental_passes_between_full_ones(
+        ctx: Context, crm_url: str, kind: str, sandbox: SandboxDialer) -> None:
+    runner = Runner(ctx, DaemonSettings(lease_ttl=60.0), threading.Event(),
+                    Stats(ctx.settings.dialer.target))
+    write_leads(crm_url, [row(n, n, kind) for n in range(1, 4)])
+    assert runner.run() == "ok"
+    first = marks.load(ctx.store.engine, ctx.store.target)
+    assert first is not None and first.full_pass_at is not None
+    write_leads(crm_url, [row(4, 4, kind)])
+    assert runner.run() == "ok"
+    second = marks.load(ctx.store.engine, ctx.store.target)
+    assert second is not None and second.full_pass_at == first.full_pass_at   # incremental
+    assert second.mark != first.mark
+    assert sorted(dialer_leads(sandbox).values()) == [1, 1, 1, 1]
