@@ -122,7 +122,7 @@ def test_apply_converges_and_a_second_apply_makes_no_call(
 
 LEAD_KEYS = st.integers(1, 12)
 # A lead's own phone, or one it shares with others (keep_first then decides, by history).
-LEAD_PHONES = st.sampled_from(["own", "own", "own", "shared", "bad"])
+LEAD_PHONES = st.sampled_from(["own", "own", "own", "common", "bad"])
 lead_edits = st.lists(st.one_of(
     st.tuples(st.just("put"), LEAD_KEYS, LEAD_PHONES, st.sampled_from(["1101", "1102"]),
               st.sampled_from(["Leeds", "York"])),          # new, or its data changed
@@ -149,7 +149,7 @@ def _edit_crm(url: str, edits: list[tuple[Any, ...]], tick: int) -> int:
             conn.execute(sa.text("DELETE FROM crm_leads WHERE id = :id"), {"id": key})
             if kind == "delete":
                 continue
-            phone = {"own": f"555{key:07d}", "shared": "5550009999", "bad": "12"}[edit[2]]
+            phone = {"own": f"555{key:07d}", "common": "5550009999", "bad": "12"}[edit[2]]
             at = {"put": tick, "late": 0, "null": None}[kind]
             conn.execute(sa.text(
                 "INSERT INTO crm_leads (id, list_id, phone, first_name, last_name, city, "
@@ -203,7 +203,7 @@ def test_leads_converge_alike_in_incremental_and_full_passes(
             assert set(_vendor_codes(mixed_dialer).values()) <= {1}
             for full in (True, False):
                 assert gather_and_plan(mixed, full=full).plan.ops == ()
-            shared = any(len(e) > 2 and e[2] == "shared" for edits, _ in steps for e in edits)
+            shared = any(len(e) > 2 and e[2] == "common" for edits, _ in steps for e in edits)
             if not shared:
                 crm = sa.create_engine(crm_url)
                 with crm.connect() as conn:
