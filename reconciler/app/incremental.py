@@ -67,6 +67,9 @@ def choose(crm: sa.Engine, store: StateStore, resource: ResourceSpec, *, resync:
     top = high_water(crm, resource)          # before the rows: a later commit is read again
     if lead_pass.kind == FULL or mark is None or mark.mark is None or mark.mark_type is None:
         return LeadRead(lead_pass, top, now)
+    if top is not None and top.type != mark.mark_type:    # another column, or it was retyped
+        return LeadRead(LeadPass(FULL, reason=f"the change column now holds {top.type} values, "
+                                              f"the mark is {mark.mark_type}"), top, now)
     return LeadRead(lead_pass, top, now, ChangeMark(mark.mark, mark.mark_type))
 
 

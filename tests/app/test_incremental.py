@@ -16,6 +16,7 @@ import sqlalchemy as sa
 
 from reconciler.adapters.state import marks
 from reconciler.adapters.state.leads import LeadBook
+from reconciler.adapters.state.schema import sync_marks
 from reconciler.app import incremental
 from reconciler.app.engine import Context, apply_plan, gather_and_plan, stale_reasons
 from reconciler.app.render import render_plan
@@ -173,6 +174,16 @@ def test_forgotten_leads_make_the_next_pass_full(ctx: Context, crm_url: str, kin
     apply_plan(ctx, gather_and_plan(ctx))
     after = gather_and_plan(ctx).plan.lead_pass
     assert after is not None and after.kind == INCREMENTAL
+
+
+def test_a_mark_of_another_type_makes_the_pass_full(ctx: Context, crm_url: str, kind: str
+                                                    ) -> None:
+    write_leads(crm_url, [row(1, 1, kind)])
+    apply_plan(ctx, gather_and_plan(ctx))
+    with ctx.store.engine.begin() as conn:
+        conn.execute(sa.update(sync_marks).values(mark_type="decimal", mark="1"))
+    chosen = gather_and_plan(ctx).plan.lead_pass
+    assert chosen is not None and chosen.kind == FULL and "the mark is decimal" in chosen.reason
 
 
 def test_keep_first_holds_in_an_incremental_pass(ctx: Context, crm_url: str, kind: str) -> None:
