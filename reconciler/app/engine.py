@@ -31,7 +31,8 @@ from reconciler.adapters.dialer.observe import observe
 from reconciler.adapters.dialer.transport import encoded_size, login_of
 from reconciler.adapters.state.leads import LeadBook, LeadSettlement
 from reconciler.adapters.state.store import StateStore
-from reconciler.app import lead_phones
+from reconciler.app import incremental, lead_phones
+from reconciler.app.incremental import LeadRead
 from reconciler.app.progress import progress_bar
 from reconciler.apply import leads_settle
 from reconciler.apply.executor import Executor, RunReport
@@ -75,17 +76,19 @@ class Gathered:
     # The planned lead batches, kept on disk for apply to send (apply/leads_spill.py); without
     # them (or once sent), apply merges the leads again alike.
     spill: BatchSpill | None = None
+    lead_read: LeadRead | None = None    # which lead rows (docs/incremental.md); None: all
 
 
 def gather_and_plan(ctx: Context, *, resync: bool = False,
                     settled: tuple[LeadSettlement, ...] | None = None,
-                    keep_batches: bool = True) -> Gathered:
+                    keep_batches: bool = True, full: bool = False) -> Gathered:
     """Read the three views and plan. Writes nothing anywhere but a temporary file.
 
     `settled`: in-doubt leads already looked up (by the saved plan being applied); None looks
     them up now. Each lead is looked up once per run, never again to check a saved plan.
     `keep_batches`: keep the planned lead batches in a temporary file for `apply_plan` to send
-    (`Gathered.spill`, removed when the run ends); False for a plan that is only shown."""
+    (`Gathered.spill`, removed when the run ends); False for a plan that is only shown.
+    `full`: read every lead row even when the spec allows an incremental pass."""
     key, caps = ctx.digest_key, ctx.dialect.capabilities
     desired = read_desired(ctx.crm, ctx.spec, lambda f, v: keyed_digest(key, f, v), ctx.dialect)
     recorded = ctx.store.load_recorded()
@@ -112,6 +115,11 @@ def gather_and_plan(ctx: Context, *, resync: bool = False,
             if caps.can_look_up_leads else ()
     if settled:   # recorded by apply before any lead is sent (a settle_leads op)
         plan = replace(plan, ops=(*plan.ops, leads_settle.as_op(settled)))
+    read = incremental.choose(ctx.crm, ctx.store, ctx.spec.leads, resync=resync, full=full,
+                              settled=bool(settled))
+    if read is not None:
+        plan = replace(plan, basis=replace(plan.basis, lead_pass=read.lead_pass.basis),
+                       lead_pass=read.lead_pass)
     keep_first = ctx.spec.policy.lead_duplicates == "keep_first"
     unknown = book.unknown_phones() if keep_first else 0
     if unknown:
@@ -122,28 +130,33 @@ def gather_and_plan(ctx: Context, *, resync: bool = False,
             f"cannot count them")))
     lead_ctx = lead_context(ctx.settings.dialer, ctx.crm, ctx.spec.leads, plan,
                             desired, recorded, observed, keep_first, ctx.dialect,
-                            book=book, duplicate_check=ctx.spec.lead_duplicate_check)
-    events = merged_leads(ctx.crm, ctx.spec.leads, book, lead_ctx, settled)
+                            book=book, duplicate_check=ctx.spec.lead_duplicate_check, read=read)
+    events = merged_leads(ctx.crm, ctx.spec.leads, book, lead_ctx, settled, read)
     if not keep_batches:
-        return Gathered(desired, sealed(with_leads(plan, plan_leads(events))), lead_ctx)
+        return Gathered(desired, sealed(with_leads(plan, plan_leads(events))), lead_ctx,
+                        lead_read=read)
     spill = BatchSpill()
     try:
         part = plan_leads(spill.keep(events))
     except BaseException:
         spill.close()
         raise
-    return Gathered(desired, sealed(with_leads(plan, part)), lead_ctx, spill)
+    return Gathered(desired, sealed(with_leads(plan, part)), lead_ctx, spill, read)
 
 
 def lead_context(settings: DialerSettings, crm: sa.Engine, resource: ResourceSpec, plan: Plan,
                  desired: Desired, recorded: Recorded, observed: Observed,
                  keep_first_phone: bool, dialect: Dialect,
                  book: LeadBook | None = None,
-                 duplicate_check: tuple[str, ...] = ()) -> LeadContext:
+                 duplicate_check: tuple[str, ...] = (), read: LeadRead | None = None
+                 ) -> LeadContext:
     """What the lead merge needs besides its two streams, for `plan` and `apply` alike."""
     usable, blockers = usable_lists(plan, desired, recorded, observed)
     mapper = LeadMapper(resource)
-    shared = shared_phones_later(crm, resource) if keep_first_phone else None
+    shared = None
+    if keep_first_phone:
+        shared = incremental.shared_phones_later(crm, resource, read) \
+            if read is not None and read.since is not None else shared_phones_later(crm, resource)
     return LeadContext(usable, blockers,
                        batch_limits(settings, dialect.capabilities.sends_leads_one_by_one),
                        mapper.fields, mapper.phone,
@@ -161,8 +174,13 @@ def batch_limits(settings: DialerSettings, one_by_one: bool = False) -> BatchLim
 
 
 def merged_leads(crm: sa.Engine, resource: ResourceSpec, book: LeadBook, lead_ctx: LeadContext,
-                 settled: tuple[LeadSettlement, ...] = ()) -> Iterator[LeadEvent]:
-    """The lead merge; `settled` are look-ups not yet written, planned as if they were."""
+                 settled: tuple[LeadSettlement, ...] = (), read: LeadRead | None = None
+                 ) -> Iterator[LeadEvent]:
+    """The lead merge; `settled` are look-ups not yet written, planned as if they were. An
+    incremental `read` merges the changed rows with the recorded leads of their keys only."""
+    if read is not None and read.since is not None:
+        assert not settled                  # look-ups make the pass a full one (choose_pass)
+        return lead_events(*incremental.changed_leads(crm, resource, book.store, read), lead_ctx)
     return lead_events(stream_leads(crm, resource),
                        leads_settle.as_recorded(book.stream_recorded(), settled), lead_ctx)
 
@@ -201,6 +219,8 @@ def stale_reasons(saved: Basis, current: Basis) -> list[str]:
         "desired_digest": "the CRM data changed",
         "observed_digest": "the lists on the dialer changed",
         "resync": "it was made in another mode (plan vs resync)",
+        "lead_pass": "it read other lead rows (a full pass vs an incremental one, or since "
+                     "another mark; `--full` makes a full pass)",
     }
     saved_fields, current_fields = asdict(saved), asdict(current)
     return [labels[name] for name in labels if saved_fields[name] != current_fields[name]]
@@ -238,6 +258,7 @@ def apply_plan(
                 raise
             ctx.store.finish_run(run_id, report.outcome, report.counts, report.message)
             log.info("run_finished", kind=kind, outcome=report.outcome, **report.counts)
+            incremental.advance(ctx.store, gathered.lead_read, report.outcome)
     finally:
         if gathered.spill is not None:      # sent or not, the planned batches are done with
             gathered.spill.close()
@@ -278,7 +299,8 @@ def _lead_sender(ctx: Context, gathered: Gathered, plan: Plan, book: LeadBook,
     if spill is not None and not spill.closed:     # the plan's own batches: planned once
         merge, kept = spill.batches, True
     else:
-        merge, kept = partial(merged_leads, ctx.crm, resource, book, lead_ctx), False
+        merge, kept = partial(merged_leads, ctx.crm, resource, book, lead_ctx,
+                              read=gathered.lead_read), False
     if ctx.dialect.capabilities.sends_leads_one_by_one:
         return OneByOneSender(ctx.dialer, book, run_id, merge, progress=progress,
                               concurrency=ctx.settings.dialer.lead_concurrency,

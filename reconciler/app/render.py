@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 from reconciler.core.plan import (
+    FULL,
     REJECTED_EARLIER,
     AddLeads,
     AddList,
@@ -26,7 +27,8 @@ def render_plan(plan: Plan) -> str:
     basis = plan.basis
     mode = "resync " if basis.resync else ""
     lines = [f"Reconciler {mode}plan for target {basis.target!r} "
-             f"(state version {basis.state_version}, plan {plan.digest[:12]})", ""]
+             f"(state version {basis.state_version}, plan {plan.digest[:12]})"]
+    lines += [*_pass_lines(plan), ""]
     lists = [op for op in plan.ops if isinstance(op, (AddList, AdoptList, UpdateList))]
     users = [op for op in plan.ops if isinstance(op, (AddUser, UpdateUser, DeactivateUser))]
     for title, ops in (("Lists:", lists), ("Users:", users)):
@@ -102,6 +104,18 @@ _SINGULAR = {"users": "user", "lists": "list"}
 _LEAD_STATES = (("sent", "already sent"), ("in_doubt", "in doubt"),
                 ("rejected_before", "rejected by the dialer before"), ("rejected", "rejected now"),
                 ("gone", "no longer in the CRM"))
+
+
+def _pass_lines(plan: Plan) -> list[str]:
+    """Which lead rows the plan read (docs/incremental.md)."""
+    read = plan.lead_pass
+    if read is None:
+        return []
+    if read.kind == FULL:
+        return [f"Leads: full pass, every CRM row read ({read.reason})."]
+    return [f"Leads: incremental pass, the CRM rows changed since {read.since} only "
+            f"({read.reason}); lead counts cover those rows, and leads gone from the CRM are "
+            f"seen by full passes only."]
 
 
 def _lead_lines(plan: Plan) -> list[str]:

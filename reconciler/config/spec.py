@@ -29,7 +29,10 @@ SPEC_VERSION = 1
 POLICIES = ("deactivate", "ignore")
 LEAD_DUPLICATE_POLICIES = ("keep_first", "send_all")
 LEAD_KEY = "lead_key"      # the CRM's own key of a lead; the dialer has none we can choose
+DEFAULT_FULL_PASS_EVERY = 86400   # seconds: a daily full pass catches deletions and late rows
+INCREMENTAL_KEYS = ("change_column", "full_pass_every")
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
+_PLAIN_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,10 @@ class ResourceSpec:
     table: str | None
     fields: Mapping[str, FieldSource]
     required: tuple[str, ...] = ()                    # must have a value in every row
+    # Incremental reads (leads only, docs/incremental.md): a CRM column that grows whenever a
+    # row changes, and how often (seconds) a full pass reads every row all the same.
+    change_column: str | None = None
+    full_pass_every: int = DEFAULT_FULL_PASS_EVERY
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -82,7 +89,8 @@ _RESOURCES = {
 _RESOURCE_KEYS = {
     "users": {"query", "table", "fields", "on_removed", "on_inactive", "owned_fields"},
     "lists": {"query", "table", "fields", "owned_fields"},
-    "leads": {"query", "table", "fields", "key", "duplicates", "duplicate_check"},
+    "leads": {"query", "table", "fields", "key", "duplicates", "duplicate_check",
+              *INCREMENTAL_KEYS},
 }
 _SOURCE_KEYS = {"column", "value", "default", "yes_no", "map"}
 
@@ -133,6 +141,11 @@ def _resource(name: str, raw: Any, where: str) -> ResourceSpec:
     where = f"{where}: [{name}]"
     if not isinstance(raw, Mapping):
         raise SpecError(f"{where} must be a table")
+    incremental = [k for k in INCREMENTAL_KEYS if k in raw]
+    if incremental and name != "leads":
+        raise SpecError(f"{where}: {incremental[0]!r} is for [leads] only: {name} are compared "
+                        f"with what the dialer holds on every run, which an incremental read "
+                        f"would skip (see docs/incremental.md)")
     unknown = set(raw) - _RESOURCE_KEYS[name]
     if unknown:
         raise SpecError(f"{where}: unknown entry {sorted(unknown)[0]!r}")
@@ -163,7 +176,23 @@ def _resource(name: str, raw: Any, where: str) -> ResourceSpec:
     if name == "leads":
         # The dialer keeps vendor_lead_code: by default it carries the CRM key back to us.
         sources.setdefault("vendor_lead_code", FieldSource(column=sources[LEAD_KEY].column))
+        return ResourceSpec(name, key_field, query, table, sources, required,
+                            *_incremental(raw, where))
     return ResourceSpec(name, key_field, query, table, sources, required)
+
+
+def _incremental(raw: Mapping[str, Any], where: str) -> tuple[str | None, int]:
+    """`change_column` and `full_pass_every` of [leads] (docs/incremental.md)."""
+    column = raw.get("change_column")
+    if column is not None and (not isinstance(column, str) or not _PLAIN_NAME.match(column)):
+        raise SpecError(f"{where}: 'change_column' must name one CRM column, like updated_at")
+    every = raw.get("full_pass_every", DEFAULT_FULL_PASS_EVERY)
+    if isinstance(every, bool) or not isinstance(every, int) or every <= 0:
+        raise SpecError(f"{where}: 'full_pass_every' must be a whole number of seconds above 0")
+    if column is None and "full_pass_every" in raw:
+        raise SpecError(f"{where}: 'full_pass_every' needs a 'change_column': without one every "
+                        f"pass is a full pass")
+    return column, every
 
 
 def _duplicate_check(raw: Any, where: str) -> tuple[str, ...]:

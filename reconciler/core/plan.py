@@ -167,6 +167,23 @@ OP_TYPES: dict[str, type[Any]] = {
 }
 
 
+FULL, INCREMENTAL = "full", "incremental"
+
+
+@dataclass(frozen=True)
+class LeadPass:
+    """Which CRM lead rows the plan read (docs/incremental.md), and why this kind of pass."""
+
+    kind: str                 # full | incremental
+    since: str = ""           # incremental: the rows whose change column is past this mark
+    reason: str = ""
+
+    @property
+    def basis(self) -> str:
+        """What a saved plan must match: the kind, and the mark an incremental pass read from."""
+        return FULL if self.kind == FULL else f"{INCREMENTAL} since {self.since}"
+
+
 @dataclass(frozen=True)
 class Basis:
     """What the plan was computed from; a saved plan is refused when any of it has moved."""
@@ -177,6 +194,7 @@ class Basis:
     desired_digest: str
     observed_digest: str
     resync: bool = False
+    lead_pass: str = ""       # LeadPass.basis; "" when the spec has no change column
 
 
 @dataclass(frozen=True)
@@ -194,6 +212,7 @@ class Plan:
     breaches: tuple[GuardBreach, ...] = ()
     unavailable: str = ""                       # why the plan could not be computed
     lead_counts: tuple[tuple[str, str, int], ...] = ()    # (list_id, state, leads)
+    lead_pass: LeadPass | None = None           # None: no change column, every pass is full
     digest: str = field(default="", compare=False)
 
     @property
@@ -223,10 +242,15 @@ def _op_json(op: Op | Reject | Note) -> dict[str, Any]:
 
 def content_json(plan: Plan) -> dict[str, Any]:
     """Everything the digest covers: the whole plan but the digest itself."""
+    basis = asdict(plan.basis)
+    if not basis["lead_pass"]:   # as before incremental reads: saved plans keep their digest
+        del basis["lead_pass"]
+    extra = {} if plan.lead_pass is None else {"lead_pass": asdict(plan.lead_pass)}
     return {
+        **extra,
         "format": PLAN_FORMAT,
         "version": PLAN_VERSION,
-        "basis": asdict(plan.basis),
+        "basis": basis,
         "unavailable": plan.unavailable,
         "ops": [_op_json(op) for op in plan.ops],
         "rejects": [asdict(r) for r in plan.rejects],
@@ -267,6 +291,7 @@ def from_json(document: dict[str, Any]) -> Plan:
             breaches=tuple(GuardBreach(**item) for item in document["guard_breaches"]),
             unavailable=document["unavailable"],
             lead_counts=tuple((str(a), str(b), int(c)) for a, b, c in document["lead_counts"]),
+            lead_pass=LeadPass(**document["lead_pass"]) if "lead_pass" in document else None,
         )
     except (KeyError, TypeError) as exc:
         raise ValueError(f"plan file is malformed: {exc}") from None

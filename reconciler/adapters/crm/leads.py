@@ -14,7 +14,7 @@ shared in a list with that very rule in SQL (`shared_phones`), or, when it canno
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache, partial
 from hashlib import blake2b
@@ -113,18 +113,32 @@ class LeadMapper:
         return convert(source, raw)
 
 
-def lead_statement(resource: ResourceSpec, dialect: str) -> sa.Select[Any]:
+def lead_source(resource: ResourceSpec) -> Any:
+    """The spec's leads table or query, with its change column (if any) beside the mapped ones."""
+    names = resource.columns
+    if resource.change_column is not None and resource.change_column not in names:
+        names = (*names, resource.change_column)
+    columns: list[sa.ColumnClause[Any]] = [sa.column(c) for c in names]
+    if resource.query is not None:
+        return sa.text(resource.query).columns(*columns).subquery("crm_leads")
+    assert resource.table is not None
+    schema, _, name = resource.table.rpartition(".")
+    return sa.table(name, *columns, schema=schema or None)
+
+
+def lead_statement(resource: ResourceSpec, dialect: str, since: Any = None) -> sa.Select[Any]:
+    """Every lead row in key order; with `since`, only those whose change column is past it
+    (docs/incremental.md). The change column is never selected: it is not part of the row's
+    digest, so a row touched without a change to its data is not drift."""
     key_column = resource.fields[LEAD_KEY].column
     assert key_column is not None
-    columns: list[sa.ColumnClause[Any]] = [sa.column(c) for c in resource.columns]
-    if resource.query is not None:
-        source: Any = sa.text(resource.query).columns(*columns).subquery("crm_leads")
-    else:
-        assert resource.table is not None
-        schema, _, name = resource.table.rpartition(".")
-        source = sa.table(name, *columns, schema=schema or None)
-    return (sa.select(*(source.c[c] for c in resource.columns))
-            .order_by(binary_key_order(source.c[key_column], dialect)))
+    source = lead_source(resource)
+    statement = (sa.select(*(source.c[c] for c in resource.columns))
+                 .order_by(binary_key_order(source.c[key_column], dialect)))
+    if since is not None:
+        assert resource.change_column is not None
+        statement = statement.where(source.c[resource.change_column] > since)
+    return statement
 
 
 SharedPhones = dict[tuple[str, str], str]
@@ -152,14 +166,15 @@ def _plain_phone_mapping(resource: ResourceSpec) -> bool:
                    or s.yes_no for s in plain)
 
 
-def shared_phones(engine: sa.Engine, resource: ResourceSpec) -> SharedPhones:
+def shared_phones(engine: sa.Engine, resource: ResourceSpec,
+                  pairs: Collection[tuple[str, str]] | None = None) -> SharedPhones:
     """(list, phone) -> the first key (in key order) of every phone on several leads of a list.
 
     Asked of the database, so a plan need not hold a million phones to apply `keep_first`.
     Only for a spec whose key, list and phone are plain columns (see `_plain_phone_mapping`),
     on SQLite and PostgreSQL; it counts exactly the leads `shared_phones_by_reading` counts:
     a key the merge takes (not blank, no spaces around it), a list, and a phone, each as
-    LeadMapper reads it.
+    LeadMapper reads it. `pairs`: only those (list, phone) pairs are asked about.
     """
     plain = [resource.fields[name] for name in ("list_id", "phone_number", LEAD_KEY)]
     dialect = engine.dialect.name
@@ -177,6 +192,8 @@ def shared_phones(engine: sa.Engine, resource: ResourceSpec) -> SharedPhones:
         .where(list_id != "", phone != "")
         .group_by(list_id, phone).having(sa.func.count() > 1)
     )
+    if pairs is not None:
+        statement = statement.where(sa.tuple_(list_id, phone).in_(sorted(pairs)))
     with read_only_connection(engine, "leads") as conn:
         return {(str(lst), str(ph)): str(first) for lst, ph, first in stream_rows(conn, statement)}
 
@@ -242,10 +259,11 @@ def shared_phones_by_reading(engine: sa.Engine, resource: ResourceSpec) -> Share
     return {pair: key for pair, key in first.items() if leads[pair] > 1}
 
 
-def stream_leads(engine: sa.Engine, resource: ResourceSpec, mapper: LeadMapper | None = None
-                 ) -> Iterator[DesiredLead | RowRejection]:
+def stream_leads(engine: sa.Engine, resource: ResourceSpec, mapper: LeadMapper | None = None,
+                 since: Any = None) -> Iterator[DesiredLead | RowRejection]:
+    """The leads in key order; with `since`, only the rows changed past that mark."""
     mapper = mapper or LeadMapper(resource)
-    statement = lead_statement(resource, engine.dialect.name)
+    statement = lead_statement(resource, engine.dialect.name, since)
     key_of, list_of = mapper.key, mapper.list_id
     with read_only_connection(engine, "leads") as conn:
         for row in stream_rows(conn, statement):

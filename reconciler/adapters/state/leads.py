@@ -30,7 +30,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from reconciler.adapters.keyorder import binary_key_order, stream_rows
-from reconciler.adapters.state import db, queries
+from reconciler.adapters.state import db, marks, queries
 from reconciler.adapters.state.schema import lead_batches, shadow_leads
 from reconciler.adapters.state.store import StateStore, StepWriter, now
 from reconciler.core.model import UNCERTAIN_LEAD_STATUSES, RecordedLead
@@ -238,6 +238,7 @@ class LeadBook:
                 conn.execute(sa.delete(shadow_leads).where(
                     t.batch_id == batch_id, t.status.in_((QUEUED, SENDING)),
                     t.lead_key.in_(list(unsent))))
+                marks.full_pass_due(conn, self.target)
             self._settle(conn, batch_id, state, message)
             StepWriter(conn, self.target, "").bump_version()
 
@@ -269,6 +270,7 @@ class LeadBook:
                         message="found on the dialer by a look-up"))
                 else:
                     done = conn.execute(sa.delete(shadow_leads).where(mine))
+                    marks.full_pass_due(conn, self.target)
                 changed += done.rowcount
             for batch_id in sorted({s.batch_id for s in settlements}):
                 left = conn.execute(sa.select(sa.func.count()).where(
@@ -283,6 +285,7 @@ class LeadBook:
         """The batch never reached the dialer: drop its intent so the leads are planned again."""
         with self.engine.begin() as conn:
             conn.execute(sa.delete(shadow_leads).where(shadow_leads.c.batch_id == batch_id))
+            marks.full_pass_due(conn, self.target)
             self._settle(conn, batch_id, "not_sent", message)
             StepWriter(conn, self.target, "").bump_version()
 
@@ -298,6 +301,8 @@ class LeadBook:
             stuck = [row.batch_id for row in conn.execute(
                 sa.select(lead_batches.c.batch_id).where(
                     lead_batches.c.target == self.target, lead_batches.c.state == "intent"))]
+            if stuck:
+                marks.full_pass_due(conn, self.target)
             for batch_id in stuck:
                 conn.execute(sa.delete(shadow_leads).where(t.batch_id == batch_id,
                                                            t.status == QUEUED))
@@ -376,6 +381,8 @@ class LeadBook:
                     status="sent", message="confirmed sent by an operator", updated_at=now()))
             else:
                 changed = conn.execute(sa.delete(shadow_leads).where(doubtful))
+            if never_sent or not sent:
+                marks.full_pass_due(conn, self.target)
             self._settle(conn, batch_id, "resolved_sent" if sent else "resolved_not_sent",
                          "resolved by an operator")
             StepWriter(conn, self.target, batch["run_id"] or "").bump_version()

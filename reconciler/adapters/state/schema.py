@@ -81,6 +81,21 @@ shadow_leads = sa.Table(
     sa.Index(None, "target", "phone", "list_id"),
 )
 
+# Incremental reads (docs/incremental.md): per resource, the highest change-column value read by
+# the last pass that finished applying (`mark`, as text, with `mark_type` to read it back as
+# what it was), when the last full pass that finished began, and when leads were last forgotten
+# (a full pass that began before then is not enough).
+sync_marks = sa.Table(
+    "sync_marks", metadata,
+    sa.Column("target", sa.String(64), primary_key=True),
+    sa.Column("resource", sa.String(16), primary_key=True),   # leads
+    sa.Column("mark", sa.Text, nullable=True),
+    sa.Column("mark_type", sa.String(16), nullable=True),      # integer | decimal | text | ...
+    sa.Column("full_pass_at", Timestamp, nullable=True),
+    sa.Column("full_pass_due_at", Timestamp, nullable=True),
+    sa.Column("updated_at", Timestamp, nullable=False),
+)
+
 lead_batches = sa.Table(
     "lead_batches", metadata,
     sa.Column("batch_id", sa.String(36), primary_key=True),

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.adapters.state.leads import LeadBook
+from reconciler.app import incremental
 from reconciler.app.bootstrap import open_context
 from reconciler.app.engine import (
     Context,
@@ -36,6 +37,7 @@ from reconciler.cli.commands.common import (
 )
 from reconciler.cli.commands.oneoff import OneOffRun, StopRequested
 from reconciler.core import plan as plan_data
+from reconciler.core.plan import FULL
 from reconciler.errors import PlanRefused
 
 # What a leased command does once it holds the lease: plan, then the plan to apply.
@@ -48,10 +50,12 @@ def register(sub: Any) -> None:
     p.add_argument("--out", metavar="FILE", help="also save the plan, for `apply FILE`")
     p.add_argument("--detailed-exitcode", action="store_true",
                    help="exit 0 when there are no changes, 2 when there are, 1 on error")
+    _full_flag(p)
     p.set_defaults(func=cmd_plan)
 
     a = sub.add_parser("apply", help="plan and apply, or apply a saved plan")
     a.add_argument("planfile", nargs="?", help="a plan saved by `plan --out`")
+    _full_flag(a)
     _apply_flags(a)
     a.set_defaults(func=cmd_apply)
 
@@ -60,6 +64,12 @@ def register(sub: Any) -> None:
     r.add_argument("--json", action="store_true", help="print the plan as JSON")
     _apply_flags(r)
     r.set_defaults(func=cmd_resync)
+
+
+def _full_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--full", action="store_true",
+                        help="read every lead row, even when an incremental pass is due "
+                             "(docs/incremental.md)")
 
 
 def _apply_flags(parser: argparse.ArgumentParser) -> None:
@@ -73,7 +83,7 @@ def _apply_flags(parser: argparse.ArgumentParser) -> None:
 def cmd_plan(args: argparse.Namespace) -> int:
     settings = load(args)
     with open_context(settings) as ctx:
-        gathered = gather_and_plan(ctx, keep_batches=False)    # shown, not sent
+        gathered = gather_and_plan(ctx, keep_batches=False, full=args.full)    # shown, not sent
         record_plan_run(ctx, gathered.plan)
     plan = gathered.plan
     document = plan_data.to_json(plan)
@@ -99,8 +109,12 @@ def cmd_apply(args: argparse.Namespace) -> int:
 
     def planned(ctx: Context) -> tuple[Gathered, plan_data.Plan]:
         fill_in_lead_phones(ctx)
+        # A saved full pass is gathered as one again; a saved incremental one as the rule says
+        # now, and refused when that is another kind (or another mark).
+        full = args.full or (saved is not None and saved.basis.lead_pass == FULL)
         gathered = gather_and_plan(ctx, resync=saved.basis.resync if saved else False,
-                                   settled=leads_settle.saved(saved) if saved else None)
+                                   settled=leads_settle.saved(saved) if saved else None,
+                                   full=full)
         if saved is None:
             return gathered, gathered.plan
         stale = stale_reasons(saved.basis, gathered.plan.basis)
@@ -160,6 +174,7 @@ def _confirm_and_apply(ctx: Context, args: argparse.Namespace, gathered: Gathere
         # `intent` is in doubt from the next apply on, so that `status` shows it.
         interrupted = LeadBook(ctx.store).settle_interrupted()
         forget_settled_refusals(ctx, plan)
+        incremental.advance(ctx.store, gathered.lead_read)    # nothing to apply: finished ok
         if interrupted:
             print(f"{interrupted} lead batch(es) left by an interrupted run are now in doubt: "
                   f"see `reconciler leads in-doubt`.")
