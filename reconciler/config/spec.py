@@ -51,6 +51,10 @@ class ResourceSpec:
     table: str | None
     fields: Mapping[str, FieldSource]
     required: tuple[str, ...] = ()                    # must have a value in every row
+    # `targets`: a SQL expression naming the dialer target(s) of each row (config.routing);
+    # once routed to one target, the query of the rows that go to no target at all.
+    route: str | None = None
+    route_rejects: str | None = None
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -80,9 +84,10 @@ _RESOURCES = {
     "leads": (LEAD_KEY, tuple(LEAD_RULES), ("list_id", "phone_number")),
 }
 _RESOURCE_KEYS = {
-    "users": {"query", "table", "fields", "on_removed", "on_inactive", "owned_fields"},
-    "lists": {"query", "table", "fields", "owned_fields"},
-    "leads": {"query", "table", "fields", "key", "duplicates", "duplicate_check"},
+    "users": {"query", "table", "fields", "on_removed", "on_inactive", "owned_fields",
+              "targets"},
+    "lists": {"query", "table", "fields", "owned_fields", "targets"},
+    "leads": {"query", "table", "fields", "key", "duplicates", "duplicate_check", "targets"},
 }
 _SOURCE_KEYS = {"column", "value", "default", "yes_no", "map"}
 
@@ -163,7 +168,13 @@ def _resource(name: str, raw: Any, where: str) -> ResourceSpec:
     if name == "leads":
         # The dialer keeps vendor_lead_code: by default it carries the CRM key back to us.
         sources.setdefault("vendor_lead_code", FieldSource(column=sources[LEAD_KEY].column))
-    return ResourceSpec(name, key_field, query, table, sources, required)
+    route = raw.get("targets")
+    if route is not None and (not isinstance(route, str) or not route.strip()
+                              or ";" in route):
+        raise SpecError(f"{where}: 'targets' must be a CRM column or SQL expression whose value "
+                        f"names the row's target(s)")
+    return ResourceSpec(name, key_field, query, table, sources, required,
+                        route.strip() if route else None)
 
 
 def _duplicate_check(raw: Any, where: str) -> tuple[str, ...]:
