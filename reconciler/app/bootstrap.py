@@ -15,6 +15,7 @@ from reconciler.adapters.state.lease import Lease
 from reconciler.adapters.state.store import StateStore
 from reconciler.app.engine import Context
 from reconciler.config.load import require_dialer_password
+from reconciler.config.routing import routed_spec
 from reconciler.config.settings import Settings
 from reconciler.config.spec import load_spec
 
@@ -24,7 +25,9 @@ def open_context(
     settings: Settings, *, transport: httpx.BaseTransport | None = None
 ) -> Iterator[Context]:
     require_dialer_password(settings)
-    spec = load_spec(settings.spec_path)
+    # Each target sees the rows the spec routes to it (config.routing).
+    spec = routed_spec(load_spec(settings.spec_path), settings.dialer.target,
+                       settings.target_names)
     state_engine = db.open_engine(settings.state.url)
     crm_engine = open_crm(settings.crm.url)
     with ExitStack() as stack:

@@ -24,6 +24,7 @@ from reconciler.adapters.crm.leads import (
     shared_phones_later,
     stream_leads,
 )
+from reconciler.adapters.crm.routing import route_rejections
 from reconciler.adapters.crm.source import CrmUnavailable, read_desired
 from reconciler.adapters.dialer import requests
 from reconciler.adapters.dialer.dialects import Dialect
@@ -47,7 +48,7 @@ from reconciler.core.leads.batching import BatchLimits
 from reconciler.core.leads.merge import LeadContext, LeadEvent, lead_events
 from reconciler.core.leads.part import plan_leads, usable_lists, with_leads
 from reconciler.core.model import Desired, Observed, Recorded
-from reconciler.core.plan import AddLeads, Basis, Note, Plan, sealed
+from reconciler.core.plan import AddLeads, Basis, Note, Plan, Reject, sealed
 from reconciler.core.planner import backoff
 from reconciler.core.ports import DialerPort
 from reconciler.errors import PlanRefused, ReconcilerError, StateError
@@ -91,6 +92,10 @@ def gather_and_plan(ctx: Context, *, resync: bool = False,
     `full`: read every lead row even when the spec allows an incremental pass."""
     key, caps = ctx.digest_key, ctx.dialect.capabilities
     desired = read_desired(ctx.crm, ctx.spec, lambda f, v: keyed_digest(key, f, v), ctx.dialect)
+    unrouted = route_rejections(ctx.crm, ctx.spec, ctx.settings.target_names)
+    if unrouted:   # users and lists so rejected are never deactivated; leads join the plan's
+        desired = replace(desired, rejections=(*desired.rejections, *(
+            r for r in unrouted if r.resource != "leads")))
     recorded = ctx.store.load_recorded()
     observed = _observe(ctx, desired, recorded)
     basis = Basis(
@@ -105,6 +110,10 @@ def gather_and_plan(ctx: Context, *, resync: bool = False,
                              ctx.settings.guards, caps)
     if ctx.spec.leads is None or plan.unavailable:
         return Gathered(desired, plan)
+    lead_rejects = tuple(Reject(r.resource, r.key, r.field, r.rule, r.row)
+                         for r in unrouted if r.resource == "leads")
+    if lead_rejects:
+        plan = replace(plan, rejects=(*plan.rejects, *lead_rejects))
     if ctx.spec.lead_duplicate_check and not caps.sends_leads_one_by_one:
         log.warning("duplicate_check_ignored", dialect=ctx.dialect.name,
                     reason="this dialer takes leads in batches, without duplicate_check")

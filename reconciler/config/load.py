@@ -16,8 +16,9 @@ from __future__ import annotations
 import difflib
 import math
 import os
+import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import MISSING, fields
 from pathlib import Path
 from typing import Any, get_type_hints
@@ -78,25 +79,24 @@ def load_settings(
     path = config_path(explicit, environ)
     raw = _read_toml(path, required=explicit is not None or "RECONCILER_CONFIG" in environ)
     for name in raw:
-        if name not in _SECTIONS and name != "reconciler":
+        if name not in _SECTIONS and name not in ("reconciler", "targets"):
             raise ConfigError(f"{path}: unknown section [{_shown(name)}]")
+    targets_raw = _targets_table(raw, path)
     merged = {name: dict(_table(raw, name, path)) for name in (*_SECTIONS, "reconciler")}
     _apply_env_overrides(merged, environ)
-    _refuse_unknown_variables(merged, environ)
+    _refuse_unknown_variables(merged, environ, targets_raw)
 
-    dialer_raw = merged["dialer"]
-    password = _dialer_password(dialer_raw, environ, path)
-    if "method" in dialer_raw:
-        dialer_raw["method"] = checked("dialer.method", str, dialer_raw["method"]).upper()
-    dialer = _build("dialer", DialerSettings, {**dialer_raw, "password": password}, path)
-    if dialer.method not in ("GET", "POST"):
-        raise ConfigError(f"dialer.method must be GET or POST, not {dialer.method!r}")
-    if dialer.dialect not in DIALECT_NAMES:
-        raise ConfigError(f"dialer.dialect must be one of {', '.join(DIALECT_NAMES)}, "
-                          f"not {dialer.dialect!r}")
+    if targets_raw and merged["dialer"]:
+        raise ConfigError(f"{_variable('dialer', sorted(merged['dialer'])[0])}: "
+                          f"RECONCILER_DIALER_* variables set "
+                          f"[dialer], and this config declares [[targets]] instead; a target's "
+                          f"settings are written in its [[targets]] table")
+    targets = tuple(_build_dialer(where, table, environ, path)
+                    for where, table in _named_targets(targets_raw, path))
+    dialer = targets[0] if targets else _build_dialer("dialer", merged["dialer"], environ, path)
     guards = _build("guards", GuardSettings, merged["guards"], path)
     state = _build("state", StateSettings, merged["state"], path)
-    _check_ranges({"dialer": dialer, "guards": guards, "state": state})
+    _check_ranges({"guards": guards, "state": state})
 
     for key in merged["reconciler"]:
         if key not in _EXTRA_KEYS["reconciler"]:
@@ -111,7 +111,65 @@ def load_settings(
         spec_path=base / spec,
         source_file=path if path.exists() else None,
         daemon=_build_daemon(merged["daemon"], path),
+        targets=targets,
     )
+
+
+def _build_dialer(where: str, table: Mapping[str, Any], environ: Mapping[str, str],
+                  path: Path) -> DialerSettings:
+    """One dialer target: `[dialer]`, or one entry of `[[targets]]` (`where`: targets.NAME)."""
+    raw = dict(table)
+    password = _dialer_password(raw, environ, path, where)
+    if "method" in raw:
+        raw["method"] = checked(f"{where}.method", str, raw["method"]).upper()
+    dialer: DialerSettings = _build(where, DialerSettings, {**raw, "password": password}, path)
+    if dialer.method not in ("GET", "POST"):
+        raise ConfigError(f"{where}.method must be GET or POST, not {dialer.method!r}")
+    if dialer.dialect not in DIALECT_NAMES:
+        raise ConfigError(f"{where}.dialect must be one of {', '.join(DIALECT_NAMES)}, "
+                          f"not {dialer.dialect!r}")
+    _check_ranges({"dialer": dialer}, where)
+    return dialer
+
+
+# A target's name is part of lease names and state keys, and a routing value lists names
+# separated by commas: letters, digits, `_`, `-` and `.` only.
+_TARGET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")
+
+
+def _targets_table(raw: Mapping[str, Any], path: Path) -> list[Mapping[str, Any]]:
+    entries = raw.get("targets", [])
+    if not isinstance(entries, list) or not all(isinstance(e, Mapping) for e in entries):
+        raise ConfigError(f"{path}: targets must be written as [[targets]] tables")
+    if entries and "dialer" in raw:
+        raise ConfigError(f"{path}: give [dialer] (one target) or [[targets]] (several), "
+                          f"not both")
+    return list(entries)
+
+
+def _named_targets(entries: list[Mapping[str, Any]], path: Path
+                   ) -> list[tuple[str, dict[str, Any]]]:
+    """Each `[[targets]]` entry as (where, its keys as `[dialer]` would hold them): `name` is
+    the target's name in the state database; names are unique."""
+    named: list[tuple[str, dict[str, Any]]] = []
+    seen: dict[str, int] = {}
+    for number, entry in enumerate(entries, start=1):
+        table = dict(entry)
+        if "target" in table:
+            raise ConfigError(f"{path}: [[targets]] #{number}: unknown key target (a target "
+                              f"is named by its `name`)")
+        if "name" not in table:
+            raise ConfigError(f"{path}: [[targets]] #{number}: missing setting name")
+        name = checked(f"[[targets]] #{number}.name", str, table.pop("name"))
+        if not _TARGET_NAME.match(name):
+            raise ConfigError(f"[[targets]] #{number}.name must be 1-40 letters, digits, "
+                              f"'_', '-' or '.', starting with a letter or digit, not {name!r}")
+        if name in seen:
+            raise ConfigError(f"targets.{name}.name: the name is given twice ([[targets]] "
+                              f"#{seen[name]} and #{number}); each target needs its own")
+        seen[name] = number
+        named.append((f"targets.{name}", {**table, "target": name}))
+    return named
 
 
 # section.key -> (lowest allowed, whether the lowest itself is allowed, highest allowed)
@@ -131,10 +189,14 @@ _RANGES: dict[str, tuple[float, bool, float | None]] = {
 }
 
 
-def _check_ranges(built: Mapping[str, Any]) -> None:
+def _check_ranges(built: Mapping[str, Any], dialer_where: str = "dialer") -> None:
     for name, (low, low_ok, high) in _RANGES.items():
         section, key = name.split(".")
+        if section not in built:
+            continue
         value = getattr(built[section], key)
+        if section == "dialer":
+            name = f"{dialer_where}.{key}"
         if value is None:      # unset: the code's default applies
             continue
         ok = value >= low if low_ok else value > low      # written so that NaN is refused
@@ -177,12 +239,14 @@ def _apply_env_overrides(merged: dict[str, dict[str, Any]], environ: Mapping[str
 
 
 def _refuse_unknown_variables(merged: Mapping[str, Mapping[str, Any]],
-                              environ: Mapping[str, str]) -> None:
+                              environ: Mapping[str, str],
+                              targets: Sequence[Mapping[str, Any]] = ()) -> None:
     """A misspelt `RECONCILER_*` variable is an error, as a misspelt key in the file is: it
     would otherwise leave its setting at the default without a word."""
     allowed = {_variable(section, key) for section in merged for key in _known_keys(section)}
     allowed |= OTHER_VARIABLES | {str(merged["dialer"].get("password_env", "")),
                                   str(merged["daemon"].get("trigger_token_env", ""))}
+    allowed |= {str(t.get("password_env", "")) for t in targets}
     for name in sorted(environ):
         if name.startswith(ENV_PREFIX) and name not in allowed:
             close = difflib.get_close_matches(name, sorted(allowed), n=1)
@@ -206,28 +270,31 @@ def _known_keys(section: str) -> dict[str, type]:
     return known
 
 
-def _dialer_password(raw: dict[str, Any], environ: Mapping[str, str], path: Path) -> str:
+def _dialer_password(raw: dict[str, Any], environ: Mapping[str, str], path: Path,
+                     where: str = "dialer") -> str:
     if "password" in raw:
         raise ConfigError(
-            f"{path}: dialer.password must not be written in the config file; "
-            f"use dialer.password_env (an environment variable) or dialer.password_file"
+            f"{path}: {where}.password must not be written in the config file; "
+            f"use {where}.password_env (an environment variable) or {where}.password_file"
         )
-    password_file = checked("dialer.password_file", str, raw.pop("password_file", ""))
-    env_name = checked("dialer.password_env", str, raw.pop("password_env", DEFAULT_PASSWORD_ENV))
+    password_file = checked(f"{where}.password_file", str, raw.pop("password_file", ""))
+    env_name = checked(f"{where}.password_env", str,
+                       raw.pop("password_env", DEFAULT_PASSWORD_ENV))
     if password_file:
-        raw["password_hint"] = f"dialer.password_file {password_file} is empty"
+        raw["password_hint"] = f"{where}.password_file {password_file} is empty"
         try:
             return Path(str(password_file)).read_text(encoding="utf-8").strip()
         except OSError as exc:
-            raise ConfigError(f"dialer.password_file {password_file}: {exc.strerror}") from None
-    raw["password_hint"] = f"export {env_name} or set dialer.password_file"
+            raise ConfigError(f"{where}.password_file {password_file}: {exc.strerror}") from None
+    raw["password_hint"] = f"export {env_name} or set {where}.password_file"
     # Missing is only an error for commands that talk to the dialer: see require_dialer_password.
     return environ.get(env_name, "")
 
 
 def require_dialer_password(settings: Settings) -> None:
     if not settings.dialer.password:
-        raise ConfigError(f"dialer password is not set: {settings.dialer.password_hint}")
+        whose = f" for target {settings.dialer.target}" if settings.several_targets else ""
+        raise ConfigError(f"dialer password is not set{whose}: {settings.dialer.password_hint}")
 
 
 def _build(section: str, cls: type[Any], values: Mapping[str, Any], path: Path) -> Any:

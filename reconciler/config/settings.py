@@ -10,7 +10,7 @@ owner by a test.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import NoneType, UnionType
 from typing import Any, Literal, Union, get_args, get_origin
@@ -125,6 +125,8 @@ class DaemonSettings:
 
 @dataclass(frozen=True)
 class Settings:
+    # The dialer target a run works on: the `[dialer]` section, or one of the `[[targets]]`
+    # (see `for_target`). Everything that runs against one dialer reads this one.
     dialer: DialerSettings
     crm: CrmSettings
     state: StateSettings = StateSettings()
@@ -132,6 +134,35 @@ class Settings:
     spec_path: Path = Path("specs/example.toml")
     source_file: Path | None = None   # the TOML file these came from, for messages
     daemon: DaemonSettings = field(default_factory=DaemonSettings)
+    # Every target of a `[[targets]]` config, in file order; empty for a `[dialer]` config,
+    # whose one target is `dialer`.
+    targets: tuple[DialerSettings, ...] = ()
+
+    @property
+    def several_targets(self) -> bool:
+        """Declared with `[[targets]]`: commands answer with one section per target."""
+        return bool(self.targets)
+
+    @property
+    def all_targets(self) -> tuple[DialerSettings, ...]:
+        return self.targets or (self.dialer,)
+
+    @property
+    def target_names(self) -> tuple[str, ...]:
+        return tuple(t.target for t in self.all_targets)
+
+    @property
+    def passwords(self) -> tuple[str, ...]:
+        """Every dialer password, for the log's redaction."""
+        return tuple(t.password for t in self.all_targets)
+
+    def for_target(self, name: str) -> Settings:
+        """These settings with `dialer` set to the target called `name`."""
+        for target in self.all_targets:
+            if target.target == name:
+                return replace(self, dialer=target)
+        raise ConfigError(f"unknown target {name!r}: the config names "
+                          f"{', '.join(self.target_names)}")
 
 
 # --- types: a value from the TOML file must already have its setting's type (TOML has types,

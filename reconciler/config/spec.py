@@ -58,6 +58,10 @@ class ResourceSpec:
     # row changes, and how often (seconds) a full pass reads every row all the same.
     change_column: str | None = None
     full_pass_every: int = DEFAULT_FULL_PASS_EVERY
+    # `targets`: a SQL expression naming the dialer target(s) of each row (config.routing);
+    # once routed to one target, the query of the rows that go to no target at all.
+    route: str | None = None
+    route_rejects: str | None = None
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -87,9 +91,10 @@ _RESOURCES = {
     "leads": (LEAD_KEY, tuple(LEAD_RULES), ("list_id", "phone_number")),
 }
 _RESOURCE_KEYS = {
-    "users": {"query", "table", "fields", "on_removed", "on_inactive", "owned_fields"},
-    "lists": {"query", "table", "fields", "owned_fields"},
-    "leads": {"query", "table", "fields", "key", "duplicates", "duplicate_check",
+    "users": {"query", "table", "fields", "on_removed", "on_inactive", "owned_fields",
+              "targets"},
+    "lists": {"query", "table", "fields", "owned_fields", "targets"},
+    "leads": {"query", "table", "fields", "key", "duplicates", "duplicate_check", "targets",
               *INCREMENTAL_KEYS},
 }
 _SOURCE_KEYS = {"column", "value", "default", "yes_no", "map"}
@@ -176,9 +181,17 @@ def _resource(name: str, raw: Any, where: str) -> ResourceSpec:
     if name == "leads":
         # The dialer keeps vendor_lead_code: by default it carries the CRM key back to us.
         sources.setdefault("vendor_lead_code", FieldSource(column=sources[LEAD_KEY].column))
+    route = raw.get("targets")
+    if route is not None and (not isinstance(route, str) or not route.strip()
+                              or ";" in route):
+        raise SpecError(f"{where}: 'targets' must be a CRM column or SQL expression whose value "
+                        f"names the row's target(s)")
+    route = route.strip() if route else None
+    if name == "leads":
+        column, every = _incremental(raw, where)
         return ResourceSpec(name, key_field, query, table, sources, required,
-                            *_incremental(raw, where))
-    return ResourceSpec(name, key_field, query, table, sources, required)
+                            change_column=column, full_pass_every=every, route=route)
+    return ResourceSpec(name, key_field, query, table, sources, required, route=route)
 
 
 def _incremental(raw: Mapping[str, Any], where: str) -> tuple[str | None, int]:

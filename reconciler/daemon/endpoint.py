@@ -26,6 +26,7 @@ import structlog
 
 from reconciler.adapters.state import queries
 from reconciler.daemon import metrics
+from reconciler.daemon.runner import Runner
 from reconciler.daemon.scheduler import Daemon
 from reconciler.errors import StateError
 
@@ -35,11 +36,22 @@ MAX_BODY = 4096
 
 
 def health(daemon: Daemon) -> tuple[bool, dict[str, Any]]:
+    """Healthy while every target of the daemon is (with one target, that target's answer)."""
+    if len(daemon.runners) == 1:
+        return _target_health(daemon, daemon.target, daemon.runner)
+    found = {name: _target_health(daemon, name, runner)
+             for name, runner in daemon.runners.items()}
+    healthy = all(ok for ok, _ in found.values())
+    return healthy, {"healthy": healthy, "targets": {name: body
+                                                    for name, (_, body) in found.items()}}
+
+
+def _target_health(daemon: Daemon, target: str, runner: Runner) -> tuple[bool, dict[str, Any]]:
     max_age = daemon.settings.health_max_age
     now = datetime.now(UTC)
     uptime = (now - daemon.started_at).total_seconds()
     try:
-        success = queries.last_success(daemon.ctx.store.engine, daemon.target)
+        success = queries.last_success(daemon.ctx.store.engine, target)
     except StateError:
         return False, {"healthy": False, "reason": "the state database cannot be read"}
     age = (now - success).total_seconds() if success else None
@@ -47,7 +59,7 @@ def health(daemon: Daemon) -> tuple[bool, dict[str, Any]]:
         "last_success": success.isoformat() if success else None,
         "last_success_age_s": round(age, 1) if age is not None else None,
         "max_age_s": max_age,
-        "outage": daemon.runner.outage.kind,
+        "outage": runner.outage.kind,
     }
     if age is not None and age <= max_age:
         return True, {"healthy": True, **body}

@@ -52,8 +52,20 @@ class Stats:
     share them without a lock of ours.
     """
 
-    def __init__(self, target: str, registry: CollectorRegistry | None = None) -> None:
+    _runs: Counter
+    _steps: Counter
+    _skipped: Counter
+    _seconds: Histogram
+    registry: CollectorRegistry
+
+    def __init__(self, target: str, registry: CollectorRegistry | None = None,
+                 shared: Stats | None = None) -> None:
         self.target = target
+        if shared is not None:       # another target of the same daemon: the same metrics
+            self.registry = shared.registry
+            self._runs, self._steps = shared._runs, shared._steps
+            self._skipped, self._seconds = shared._skipped, shared._seconds
+            return
         self.registry = registry if registry is not None else CollectorRegistry()
         self._runs = Counter(
             "reconciler_runs_total", "Runs finished by this daemon, by kind and outcome.",
@@ -82,13 +94,16 @@ class Stats:
         self._skipped.labels(self.target, reason).inc()
 
     def runs(self) -> dict[tuple[str, str], int]:
-        return {(labels["kind"], labels["outcome"]): n for labels, n in _totals(self._runs)}
+        return {(labels["kind"], labels["outcome"]): n for labels, n in self._mine(self._runs)}
 
     def steps(self) -> dict[tuple[str, str], int]:
-        return {(labels["op"], labels["outcome"]): n for labels, n in _totals(self._steps)}
+        return {(labels["op"], labels["outcome"]): n for labels, n in self._mine(self._steps)}
 
     def skipped(self) -> dict[str, int]:
-        return {labels["reason"]: n for labels, n in _totals(self._skipped)}
+        return {labels["reason"]: n for labels, n in self._mine(self._skipped)}
+
+    def _mine(self, counter: Counter) -> Iterator[tuple[dict[str, str], int]]:
+        return ((labels, n) for labels, n in _totals(counter) if labels["target"] == self.target)
 
 
 def _totals(counter: Counter) -> Iterator[tuple[dict[str, str], int]]:
@@ -132,22 +147,24 @@ def _gauges(table: Mapping[str, tuple[str, tuple[str, ...]]]) -> dict[str, Gauge
 
 
 class StatusCollector:
-    """The outage, the lease and the start time, read from the daemon at each scrape."""
+    """The outage, the lease and the start time, read from the daemon at each scrape: one
+    sample per target (`statuses`: target -> its status)."""
 
-    def __init__(self, target: str, status: Callable[[], DaemonStatus]) -> None:
-        self._target, self._status = target, status
+    def __init__(self, statuses: Mapping[str, Callable[[], DaemonStatus]]) -> None:
+        self._statuses = dict(statuses)
 
     def describe(self) -> Iterator[Metric]:
         yield from _gauges(STATUS_GAUGES).values()
 
     def collect(self) -> Iterator[Metric]:
-        status, t = self._status(), self._target
         gauges = _gauges(STATUS_GAUGES)
-        for part in OUTAGE_PARTS:
-            gauges["reconciler_outage"].add_metric([t, part], float(status.outage == part))
-        gauges["reconciler_lease_held"].add_metric([t], float(status.holding_lease))
-        gauges["reconciler_daemon_start_time_seconds"].add_metric(
-            [t], status.started_at.timestamp())
+        for t, read in self._statuses.items():
+            status = read()
+            for part in OUTAGE_PARTS:
+                gauges["reconciler_outage"].add_metric([t, part], float(status.outage == part))
+            gauges["reconciler_lease_held"].add_metric([t], float(status.holding_lease))
+            gauges["reconciler_daemon_start_time_seconds"].add_metric(
+                [t], status.started_at.timestamp())
         yield from gauges.values()
 
 
@@ -158,46 +175,56 @@ class StateCollector:
     or made-up value would look like a fact.
     """
 
-    def __init__(self, engine: sa.Engine, target: str) -> None:
-        self._engine, self._target = engine, target
+    def __init__(self, engine: sa.Engine, targets: tuple[str, ...]) -> None:
+        self._engine, self._targets = engine, targets
 
     def describe(self) -> Iterator[Metric]:
         yield from _gauges(STATE_GAUGES).values()
 
     def collect(self) -> Iterator[Metric]:
-        engine, t = self._engine, self._target
         gauges = _gauges(STATE_GAUGES)
         readable = gauges["reconciler_state_readable"]
         try:
-            success = queries.last_success(engine, t)
-            in_doubt = len(queries.in_doubt_batches(engine, t))
-            latest = queries.latest_applied_run(engine, t)
-            dialer_rejected = (len(queries.steps_of(engine, latest["run_id"], "rejected"))
-                               if latest else 0)
-            counts = (latest or {}).get("counts") or {}
+            found = {t: self._read(t) for t in self._targets}
         except StateError:
-            readable.add_metric([t], 0)
+            for t in self._targets:
+                readable.add_metric([t], 0)
             yield readable
             return
-        readable.add_metric([t], 1)
-        gauges["reconciler_last_success_timestamp_seconds"].add_metric(
-            [t], success.timestamp() if success else 0)
-        gauges["reconciler_lead_batches_in_doubt"].add_metric([t], in_doubt)
-        rejected = gauges["reconciler_rejected_rows"]
-        rejected.add_metric([t, "crm"], int(counts.get("crm_rejected", 0)))
-        rejected.add_metric([t, "dialer"], dialer_rejected)
+        for t, (success, in_doubt, counts, dialer_rejected) in found.items():
+            readable.add_metric([t], 1)
+            gauges["reconciler_last_success_timestamp_seconds"].add_metric(
+                [t], success.timestamp() if success else 0)
+            gauges["reconciler_lead_batches_in_doubt"].add_metric([t], in_doubt)
+            rejected = gauges["reconciler_rejected_rows"]
+            rejected.add_metric([t, "crm"], int(counts.get("crm_rejected", 0)))
+            rejected.add_metric([t, "dialer"], dialer_rejected)
         yield from gauges.values()
+
+    def _read(self, t: str) -> tuple[datetime | None, int, Mapping[str, int], int]:
+        engine = self._engine
+        success = queries.last_success(engine, t)
+        in_doubt = len(queries.in_doubt_batches(engine, t))
+        latest = queries.latest_applied_run(engine, t)
+        dialer_rejected = (len(queries.steps_of(engine, latest["run_id"], "rejected"))
+                           if latest else 0)
+        return success, in_doubt, (latest or {}).get("counts") or {}, dialer_rejected
 
 
 def register_scrape_metrics(registry: CollectorRegistry, engine: sa.Engine, target: str,
-                            status: Callable[[], DaemonStatus]) -> None:
+                            status: Callable[[], DaemonStatus],
+                            others: Mapping[str, Callable[[], DaemonStatus]] | None = None
+                            ) -> None:
     """Everything a scrape shows besides `Stats`: the daemon's and the state database's
-    gauges, the build, and the standard process, platform and garbage collector metrics."""
-    Info("reconciler_build", "The reconciler version and the Python that runs it.",
-         ("target",), registry=registry
-         ).labels(target).info({"version": __version__, "python": platform.python_version()})
-    registry.register(StatusCollector(target, status))
-    registry.register(StateCollector(engine, target))
+    gauges, the build, and the standard process, platform and garbage collector metrics.
+    `others`: the daemon's further targets, each with its status."""
+    statuses = {target: status, **(others or {})}
+    build = Info("reconciler_build", "The reconciler version and the Python that runs it.",
+                 ("target",), registry=registry)
+    for name in statuses:
+        build.labels(name).info({"version": __version__, "python": platform.python_version()})
+    registry.register(StatusCollector(statuses))
+    registry.register(StateCollector(engine, tuple(statuses)))
     ProcessCollector(registry=registry)
     PlatformCollector(registry=registry)
     GCCollector(registry=registry)

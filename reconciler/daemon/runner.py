@@ -22,6 +22,7 @@ import structlog
 from reconciler.adapters.crm.source import CrmUnavailable
 from reconciler.adapters.state import queries
 from reconciler.adapters.state.lease import Lease
+from reconciler.adapters.state.store import StateStore
 from reconciler.app.engine import Context, apply_plan, fill_in_lead_phones, gather_and_plan
 from reconciler.config.settings import RESOURCES, DaemonSettings
 from reconciler.config.spec import Spec
@@ -149,7 +150,7 @@ class Runner:
 
     def _run(self, kind: str, resources: frozenset[str] | None) -> str:
         # The writes that come before a send are fenced by this run's lease.
-        ctx = replace(self.ctx, store=self.ctx.store.fenced(self.lease.fence))
+        ctx = replace(self.ctx, store=self.ctx.store.fenced(self.lease.fence, self.lease.owner))
         if resources is not None:
             ctx = replace(ctx, spec=restrict_spec(ctx.spec, resources))
         try:
@@ -192,8 +193,9 @@ class Runner:
     def _record(self, kind: str, outcome: str, counts: dict[str, int], message: str,
                 digest: str | None) -> str:
         """A run that applied nothing is still a run: `status` and `history` show it."""
-        run_id = self.ctx.store.start_run(kind, digest)
-        self.ctx.store.finish_run(run_id, outcome, counts, message)
+        owned = StateStore(self.ctx.store.engine, self.target, owner=self.lease.owner)
+        run_id = owned.start_run(kind, digest)
+        owned.finish_run(run_id, outcome, counts, message)
         self._finished(kind, outcome)
         return run_id
 

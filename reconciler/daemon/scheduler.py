@@ -23,7 +23,9 @@ import contextlib
 import logging
 import signal
 import threading
+from collections.abc import Sequence
 from datetime import UTC, datetime
+from functools import partial
 from types import FrameType
 from typing import Any
 
@@ -81,7 +83,14 @@ def _quiet_apscheduler() -> None:
 
 
 class Daemon:
-    def __init__(self, ctx: Context, settings: DaemonSettings) -> None:
+    """`ctx` and each of `more`: one dialer target, with a runner (and write lease) of its own.
+
+    With several targets every job runs once per target, named `<target>:<job>`; the targets'
+    runs may overlap (one worker thread each), the runs of one target never do.
+    """
+
+    def __init__(self, ctx: Context, settings: DaemonSettings,
+                 more: Sequence[Context] = ()) -> None:
         self.ctx, self.settings = ctx, settings
         self.target = ctx.settings.dialer.target
         self.stopping = threading.Event()
@@ -89,14 +98,22 @@ class Daemon:
         self.registry = CollectorRegistry()
         self.stats = Stats(self.target, self.registry)
         self.runner = Runner(ctx, settings, self.stopping, self.stats)
+        self.runners = {self.target: self.runner}
+        for other in more:
+            name = other.settings.dialer.target
+            self.runners[name] = Runner(other, settings, self.stopping,
+                                        Stats(name, shared=self.stats))
         self.resources = spec_resources(ctx.spec)
         self.started_at = datetime.now(UTC)
-        register_scrape_metrics(self.registry, ctx.store.engine, self.target, self.status)
+        register_scrape_metrics(self.registry, ctx.store.engine, self.target, self.status,
+                                {name: partial(self._status_of, runner)
+                                 for name, runner in self.runners.items()
+                                 if runner is not self.runner})
         self._stop_reason: str | None = None
         self._shutdown_thread: threading.Thread | None = None
         _quiet_apscheduler()
         self.scheduler = BlockingScheduler(
-            executors={"default": ThreadPoolExecutor(max_workers=1)},
+            executors={"default": ThreadPoolExecutor(max_workers=len(self.runners))},
             job_defaults={
                 "coalesce": True,
                 "max_instances": 1,
@@ -108,8 +125,14 @@ class Daemon:
         self._add_jobs()
 
     def status(self) -> DaemonStatus:
-        return DaemonStatus(outage=self.runner.outage.kind, holding_lease=self.runner.holding,
+        return self._status_of(self.runner)
+
+    def _status_of(self, runner: Runner) -> DaemonStatus:
+        return DaemonStatus(outage=runner.outage.kind, holding_lease=runner.holding,
                             started_at=self.started_at)
+
+    def _job_id(self, target: str, job: str) -> str:
+        return job if len(self.runners) == 1 else f"{target}:{job}"
 
     def schedules(self) -> dict[str, str]:
         """Job -> its schedule in words, for the start-up log line."""
@@ -122,12 +145,14 @@ class Daemon:
         # An interval job also runs at once, so a (re)started daemon catches up immediately;
         # a cron line is kept to the letter (it may mean "only at night").
         first: dict[str, Any] = {} if whole.cron else {"next_run_time": datetime.now(UTC)}
-        self.scheduler.add_job(self.runner.run, make_trigger(whole), args=[None],
-                               id=WHOLE_SPEC, name="daemon", **first)
-        for entry in self.settings.schedules:
-            only = frozenset({entry.resource})
-            self.scheduler.add_job(self.runner.run, make_trigger(entry.schedule), args=[only],
-                                   id=entry.resource, name=run_kind(only))
+        for target, runner in self.runners.items():
+            self.scheduler.add_job(runner.run, make_trigger(whole), args=[None],
+                                   id=self._job_id(target, WHOLE_SPEC), name="daemon", **first)
+            for entry in self.settings.schedules:
+                only = frozenset({entry.resource})
+                self.scheduler.add_job(runner.run, make_trigger(entry.schedule), args=[only],
+                                       id=self._job_id(target, entry.resource),
+                                       name=run_kind(only))
 
     def trigger(self, resource: str | None) -> str:
         """Queue an immediate run of one resource (None or "all": the whole spec).
@@ -144,8 +169,10 @@ class Daemon:
             known = ", ".join(sorted({WHOLE_SPEC, *self.resources}))
             raise ValueError(f"unknown resource {resource!r}: one of {known}")
         kind = run_kind(only)
-        self.scheduler.add_job(self.runner.run, args=[only], id=f"trigger-{kind}",
-                               name=f"triggered {kind}", replace_existing=True)
+        for target, runner in self.runners.items():
+            self.scheduler.add_job(runner.run, args=[only],
+                                   id=self._job_id(target, f"trigger-{kind}"),
+                                   name=f"triggered {kind}", replace_existing=True)
         log.info("run_triggered", kind=kind)
         return kind
 
@@ -181,7 +208,8 @@ class Daemon:
             self._shutdown_thread.start()
 
     def _shutdown(self) -> None:
-        log.info("daemon_stopping", reason=self._stop_reason, run_in_progress=self.runner.holding)
+        log.info("daemon_stopping", reason=self._stop_reason,
+                 run_in_progress=any(r.holding for r in self.runners.values()))
         with contextlib.suppress(SchedulerNotRunningError):
             self.scheduler.shutdown(wait=True)
 

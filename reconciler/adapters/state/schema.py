@@ -121,6 +121,8 @@ runs = sa.Table(
     sa.Column("counts", sa.JSON, nullable=True),
     sa.Column("message", sa.Text, nullable=True),
     sa.Column("plan_digest", sa.String(64), nullable=True),
+    # The process that ran it (a lease owner: host:pid:nonce) when it held the write lease.
+    sa.Column("owner", sa.String(255), nullable=True),
 )
 
 run_steps = sa.Table(

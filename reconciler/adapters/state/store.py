@@ -110,13 +110,16 @@ Fence = Callable[[sa.Connection], None]
 
 
 class StateStore:
-    def __init__(self, engine: sa.Engine, target: str, fence: Fence | None = None) -> None:
+    def __init__(self, engine: sa.Engine, target: str, fence: Fence | None = None,
+                 owner: str | None = None) -> None:
         self.engine, self.target = engine, target
         self._fence = fence
+        self.owner = owner          # recorded with each run: the lease holder that ran it
 
-    def fenced(self, fence: Fence) -> StateStore:
-        """This store, its writes before a send checked by `fence` (a held lease's)."""
-        return StateStore(self.engine, self.target, fence)
+    def fenced(self, fence: Fence, owner: str | None = None) -> StateStore:
+        """This store, its writes before a send checked by `fence` (a held lease's), its runs
+        recorded as `owner`'s."""
+        return StateStore(self.engine, self.target, fence, owner)
 
     def fence(self, conn: sa.Connection) -> None:
         """First in a transaction whose write comes before a send (no-op when not fenced)."""
@@ -170,7 +173,7 @@ class StateStore:
             self.fence(conn)
             conn.execute(sa.insert(runs).values(
                 run_id=run_id, target=self.target, kind=kind, started_at=now(),
-                plan_digest=plan_digest))
+                plan_digest=plan_digest, **({"owner": self.owner} if self.owner else {})))
         return run_id
 
     def finish_run(self, run_id: str, outcome: str, counts: Mapping[str, int],

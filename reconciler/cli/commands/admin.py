@@ -14,6 +14,8 @@ from reconciler.adapters.state import db
 from reconciler.adapters.state.lease import break_lease
 from reconciler.app.bootstrap import lease_name
 from reconciler.cli.commands.common import EXIT_OK, load, port_number, setup_logging
+from reconciler.cli.commands.targets import add_target_option, for_each_target
+from reconciler.config.settings import Settings
 
 
 def register(sub: Any) -> None:
@@ -31,6 +33,7 @@ def register(sub: Any) -> None:
     u = sub.add_parser("unlock", help="break the write lease left by a process that is gone")
     u.add_argument("--force", action="store_true", required=True,
                    help="required: breaking a live holder's lease lets two processes write")
+    add_target_option(u)
     u.set_defaults(func=cmd_unlock)
 
     s = sub.add_parser("sandbox", help="serve the built-in sandbox dialer over HTTP")
@@ -74,7 +77,10 @@ def cmd_db_current(args: argparse.Namespace) -> int:
 
 
 def cmd_unlock(args: argparse.Namespace) -> int:
-    settings = load(args)
+    return for_each_target(load(args), args, _unlock)
+
+
+def _unlock(settings: Settings) -> int:
     engine = db.open_engine(settings.state.url)
     try:
         db.require_current(engine)

@@ -22,7 +22,7 @@ def setup_logging(args: argparse.Namespace, secrets: tuple[str, ...] = ()) -> No
 
 def load(args: argparse.Namespace) -> Settings:
     settings = load_settings(getattr(args, "config", None))
-    setup_logging(args, secrets=(settings.dialer.password,))
+    setup_logging(args, secrets=settings.passwords)
     return settings
 
 

@@ -39,16 +39,20 @@ def cmd_daemon(args: argparse.Namespace) -> int:
     settings = load(args)
     token = read_trigger_token(settings.daemon, os.environ) if settings.daemon.http_port else None
     # The token joins the password among the values no log line may show.
-    setup_logging(args, secrets=(settings.dialer.password, token or ""))
+    setup_logging(args, secrets=(*settings.passwords, token or ""))
     install_hold_back()
-    with open_context(settings) as ctx, ExitStack() as stack:
+    with ExitStack() as stack:
+        # Every target: its own context, runner and write lease (docs/operations.md).
+        ctx, *more = [stack.enter_context(open_context(settings.for_target(name)))
+                      for name in settings.target_names]
         check_schedules(settings.daemon, spec_resources(ctx.spec))
-        daemon = Daemon(ctx, settings.daemon)
+        daemon = Daemon(ctx, settings.daemon, more)
         http = None
         if settings.daemon.http_port:
             http = _listen(daemon, token)
             stack.callback(http.stop)
-        log.info("daemon_started", target=daemon.target, pid=os.getpid(),
+        log.info("daemon_started", target=daemon.target, targets=sorted(daemon.runners),
+                 pid=os.getpid(),
                  resources=sorted(daemon.resources), schedules=daemon.schedules(),
                  http=http.url if http else None,
                  trigger="on" if http and token else "off")

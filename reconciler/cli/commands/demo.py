@@ -1,9 +1,11 @@
 """`reconciler demo`: the whole loop against the built-in sandbox dialer, in a few seconds.
 
-A sample CRM, the sandbox on a free loopback port, a plan, an apply, a round of CRM edits
-(a rename, a password change, an agent leaving, a new list, a fixed row), the second plan and
-apply, and a final plan that shows "No changes.". The agent the dialer refused in the first
-round is not sent again: its CRM row never changes.
+A sample CRM and two dialer targets, each a sandbox on a free loopback port: `elision`
+(Elision's dialer, with an agent and a list made by hand before) and `vicidial` (stock
+VICIdial 2.14). Each round plans and applies each target in turn: a first plan and apply; a
+round of CRM edits (a rename, a password change, an agent leaving, a new list, a fixed row),
+the second plan and apply; and a final plan that shows "No changes." for both. The agent the
+dialers refused in the first round is not sent again: its CRM row never changes.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +28,7 @@ from reconciler.cli.commands.common import EXIT_OK, setup_logging
 from reconciler.config.settings import CrmSettings, DialerSettings, Settings, StateSettings
 from reconciler.demo import crm as democrm
 from reconciler.errors import ReconcilerError
-from reconciler.sandbox import SandboxData, SandboxDialer, SandboxList, SandboxUser
+from reconciler.sandbox import ApiUser, SandboxData, SandboxDialer, SandboxList, SandboxUser
 from reconciler.sandbox.server import start_background
 
 # Installed: inside the package (pyproject maps specs/ to reconciler.specs); else the checkout's.
@@ -34,6 +37,9 @@ EXAMPLE_SPEC = next((p for p in (_PACKAGE / "specs" / "example.toml",
                                  _PACKAGE.parent / "specs" / "example.toml") if p.is_file()),
                     _PACKAGE.parent / "specs" / "example.toml")
 DEMO_API_USER, DEMO_API_PASSWORD = "api", "1234"   # the API document's own example values
+# Not a number: a password is masked in the dialer's answers, and VICIdial's answers carry
+# lead ids, one of which would be 1234.
+VICIDIAL_DEMO_PASSWORD = "demo-vicidial"  # noqa: S105 - sandbox data
 
 
 def register(sub: Any) -> None:
@@ -49,7 +55,7 @@ DEMO_FILES = ("crm.db", "state.db", "digest.key")
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    setup_logging(args, secrets=(DEMO_API_PASSWORD,))
+    setup_logging(args, secrets=(DEMO_API_PASSWORD, VICIDIAL_DEMO_PASSWORD))
     if args.dir:
         workdir = Path(args.dir)
         _start_over(workdir)
@@ -92,45 +98,68 @@ def run_demo(workdir: Path) -> int:
     crm_url = democrm.sqlite_url(workdir / "crm.db")
     crm = democrm.create_crm(crm_url, democrm.sample_agents() + list(democrm.BAD_AGENTS),
                              leads=democrm.sample_leads(300) + list(democrm.BAD_LEADS))
-    dialer = sandbox_with_history()
-    with start_background(dialer) as server:
+    # One target per dialect, named after it: every CRM row goes to both (the spec has no
+    # `targets` to route them).
+    dialers = {"elision": sandbox_with_history(),
+               "vicidial": SandboxDialer(SandboxData(api_users=(
+                   ApiUser(DEMO_API_USER, VICIDIAL_DEMO_PASSWORD),)), mode="vicidial")}
+    with ExitStack() as stack:
+        servers = {name: stack.enter_context(start_background(dialer))
+                   for name, dialer in dialers.items()}
+        passwords = {"elision": DEMO_API_PASSWORD, "vicidial": VICIDIAL_DEMO_PASSWORD}
+        targets = tuple(DialerSettings(url=server.url, user=DEMO_API_USER,
+                                       password=passwords[name], source="demo", target=name,
+                                       dialect=name)
+                        for name, server in servers.items())
         settings = Settings(
-            dialer=DialerSettings(url=server.url, user=DEMO_API_USER,
-                                  password=DEMO_API_PASSWORD, source="demo"),
+            dialer=targets[0],
             crm=CrmSettings(crm_url),
             state=StateSettings(url=democrm.sqlite_url(workdir / "state.db"),
                                 digest_key_file=workdir / "digest.key"),
             spec_path=EXAMPLE_SPEC,
+            targets=targets,
         )
         state = db.open_engine(settings.state.url)
         db.upgrade(state)
         state.dispose()
-        _say(f"Sandbox dialer at {server.url}; CRM at {crm_url}")
-        with open_context(settings) as ctx:
-            _round(ctx, "1. First plan: the CRM has 29 agent rows, 5 lists and 304 leads")
-            _edit_crm(crm)
-            _round(ctx, "2. The CRM changes: a rename, a new password, a leaver, a fixed level, "
-                        "a new list with 120 leads, an edited lead")
-            final = gather_and_plan(ctx).plan
-            _say("3. Final plan")
-            sys.stdout.write(render_plan(final))
-        snapshot = dialer.snapshot()
+        _say("Sandbox dialers: " + "; ".join(f"{name} at {server.url}"
+                                             for name, server in servers.items())
+             + f"; CRM at {crm_url}")
+        contexts = [stack.enter_context(open_context(settings.for_target(name)))
+                    for name in settings.target_names]
+        _round(contexts, "1. First plan: the CRM has 29 agent rows, 5 lists and 304 leads")
+        _edit_crm(crm)
+        _round(contexts, "2. The CRM changes: a rename, a new password, a leaver, a fixed level, "
+                         "a new list with 120 leads, an edited lead")
+        _say("3. Final plan")
+        finals = [gather_and_plan(ctx).plan for ctx in contexts]
+        sys.stdout.write("\n".join(render_plan(final) for final in finals))
     crm.dispose()
-    _say(f"The sandbox now holds {len(snapshot['users'])} users, {len(snapshot['lists'])} lists "
-         f"and {len(snapshot['leads'])} leads; it received {len(snapshot['calls'])} API calls.")
-    return EXIT_OK if not final.has_changes else 1
+    held = []
+    for name, dialer in dialers.items():
+        snapshot = dialer.snapshot()
+        held.append(f"{name} {len(snapshot['users'])} users, {len(snapshot['lists'])} lists "
+                    f"and {len(snapshot['leads'])} leads ({len(snapshot['calls'])} API calls)")
+    _say("The sandboxes now hold: " + "; ".join(held) + ".")
+    return EXIT_OK if not any(final.has_changes for final in finals) else 1
 
 
-def _round(ctx: Context, title: str) -> RunReport:
-    gathered = gather_and_plan(ctx)
+def _round(contexts: list[Context], title: str) -> list[RunReport]:
+    """One round: each target planned and applied in turn (its plan names it)."""
     _say(title)
-    sys.stdout.write(render_plan(gathered.plan))
-    report = apply_plan(ctx, gathered)
-    print(f"\nApplied: {report.outcome} "
-          f"({', '.join(f'{n} {k}' for k, n in sorted(report.counts.items()))})")
-    for op, key, message in report.failures:
-        print(f"  ! {op} {key}: {message}")
-    return report
+    reports = []
+    for n, ctx in enumerate(contexts):
+        gathered = gather_and_plan(ctx)
+        if n:
+            print()
+        sys.stdout.write(render_plan(gathered.plan))
+        report = apply_plan(ctx, gathered)
+        print(f"\nApplied: {report.outcome} "
+              f"({', '.join(f'{k} {c}' for c, k in sorted(report.counts.items()))})")
+        for op, key, message in report.failures:
+            print(f"  ! {op} {key}: {message}")
+        reports.append(report)
+    return reports
 
 
 def _edit_crm(crm: sa.Engine) -> None:

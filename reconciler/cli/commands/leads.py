@@ -21,6 +21,7 @@ from reconciler.app.bootstrap import open_state, write_lease
 from reconciler.apply import leads_settle
 from reconciler.apply.leads_settle import LeadAsSent
 from reconciler.cli.commands.common import EXIT_OK, load
+from reconciler.cli.commands.targets import add_target_option, chosen, for_each_target
 from reconciler.config.settings import Settings
 from reconciler.config.spec import load_spec
 from reconciler.errors import SpecError, StateError
@@ -41,6 +42,7 @@ def register(sub: Any) -> None:
                        help=f"{BATCH_HELP}: list its doubtful leads (phone, list, "
                             f"vendor_lead_code, read from the CRM)")
     doubt.add_argument("--json", action="store_true")
+    add_target_option(doubt)
     doubt.set_defaults(func=cmd_in_doubt)
     resolve = lsub.add_parser(
         "resolve", help="settle an in-doubt batch after checking the dialer")
@@ -54,11 +56,18 @@ def register(sub: Any) -> None:
     resolve.add_argument("--force", action="store_true",
                          help="accept --not-sent at once, without waiting for late requests")
     resolve.add_argument("--lock-wait", type=float, default=0.0, metavar="SECONDS")
+    add_target_option(resolve)
     resolve.set_defaults(func=cmd_resolve)
 
 
 def cmd_in_doubt(args: argparse.Namespace) -> int:
     settings = load(args)
+    if args.batch_id and settings.several_targets and not args.targets:
+        args.targets = [_target_of_batch(settings, args.batch_id)]
+    return for_each_target(settings, args, lambda one: _in_doubt(args, one))
+
+
+def _in_doubt(args: argparse.Namespace, settings: Settings) -> int:
     window = leads_settle.landing_window(settings.dialer)
     if args.batch_id:
         return _show_batch(args, settings, window)
@@ -80,8 +89,28 @@ def cmd_in_doubt(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _target_of_batch(settings: Settings, batch_ref: str) -> str:
+    """The target whose lead batch `batch_ref` names (a batch id is unique to one target)."""
+    problems = []
+    for one in chosen(settings, None):
+        with open_state(one) as store:
+            try:
+                LeadBook(store).find_batch(batch_ref)
+            except StateError as exc:
+                problems.append(str(exc))
+                continue
+        return one.dialer.target
+    raise StateError(f"no target has lead batch {batch_ref!r}: " + "; ".join(problems))
+
+
 def cmd_resolve(args: argparse.Namespace) -> int:
     settings = load(args)
+    if settings.several_targets and not args.targets:
+        args.targets = [_target_of_batch(settings, args.batch_id)]
+    return for_each_target(settings, args, lambda one: _resolve(args, one))
+
+
+def _resolve(args: argparse.Namespace, settings: Settings) -> int:
     window = None if args.force else leads_settle.landing_window(settings.dialer)
     with open_state(settings) as store, write_lease(store, args.lock_wait):
         book = LeadBook(store)

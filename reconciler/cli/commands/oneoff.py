@@ -57,7 +57,7 @@ class OneOffRun:
 
     def __init__(self, store: StateStore, *, wait_seconds: float, ttl: float) -> None:
         self.lease = Lease(store.engine, lease_name(store.target), ttl_seconds=ttl)
-        self.store = store.fenced(self.lease.fence)
+        self.store = store.fenced(self.lease.fence, self.lease.owner)
         self.wait_seconds = wait_seconds
         self.stop_signal: str | None = None          # the first signal's name
         self._mode: Mode = "at_once"

@@ -36,9 +36,11 @@ from reconciler.cli.commands.common import (
     load,
 )
 from reconciler.cli.commands.oneoff import OneOffRun, StopRequested
+from reconciler.cli.commands.targets import add_target_option, chosen, for_each_target
+from reconciler.config.settings import Settings
 from reconciler.core import plan as plan_data
 from reconciler.core.plan import FULL
-from reconciler.errors import PlanRefused
+from reconciler.errors import ConfigError, PlanRefused
 
 # What a leased command does once it holds the lease: plan, then the plan to apply.
 Planner = Callable[[], tuple[Gathered, plan_data.Plan]]
@@ -51,6 +53,7 @@ def register(sub: Any) -> None:
     p.add_argument("--detailed-exitcode", action="store_true",
                    help="exit 0 when there are no changes, 2 when there are, 1 on error")
     _full_flag(p)
+    add_target_option(p)
     p.set_defaults(func=cmd_plan)
 
     a = sub.add_parser("apply", help="plan and apply, or apply a saved plan")
@@ -78,10 +81,17 @@ def _apply_flags(parser: argparse.ArgumentParser) -> None:
                         help="apply even when the plan breaches a safety guard")
     parser.add_argument("--lock-wait", type=float, default=0.0, metavar="SECONDS",
                         help="how long to wait for another process's write lease")
+    add_target_option(parser)
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
     settings = load(args)
+    if args.out and len(chosen(settings, args.targets)) > 1:
+        raise ConfigError("plan --out saves the plan of one target: add --target NAME")
+    return for_each_target(settings, args, lambda one: _plan(args, one))
+
+
+def _plan(args: argparse.Namespace, settings: Settings) -> int:
     with open_context(settings) as ctx:
         gathered = gather_and_plan(ctx, keep_batches=False, full=args.full)    # shown, not sent
         record_plan_run(ctx, gathered.plan)
@@ -106,6 +116,12 @@ def cmd_plan(args: argparse.Namespace) -> int:
 def cmd_apply(args: argparse.Namespace) -> int:
     settings = load(args)
     saved = _read_plan_file(Path(args.planfile)) if args.planfile else None
+    if saved is not None and settings.several_targets and not args.targets:
+        args.targets = [saved.basis.target]      # a saved plan is applied to its own target
+    return for_each_target(settings, args, lambda one: _apply(args, one, saved))
+
+
+def _apply(args: argparse.Namespace, settings: Settings, saved: plan_data.Plan | None) -> int:
 
     def planned(ctx: Context) -> tuple[Gathered, plan_data.Plan]:
         fill_in_lead_phones(ctx)
@@ -128,6 +144,10 @@ def cmd_apply(args: argparse.Namespace) -> int:
 
 def cmd_resync(args: argparse.Namespace) -> int:
     settings = load(args)
+    return for_each_target(settings, args, lambda one: _resync(args, one))
+
+
+def _resync(args: argparse.Namespace, settings: Settings) -> int:
     with open_context(settings) as ctx:
         if args.dry_run:
             gathered = gather_and_plan(ctx, resync=True, keep_batches=False)

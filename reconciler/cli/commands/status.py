@@ -17,6 +17,7 @@ import sqlalchemy as sa
 
 from reconciler.adapters.state import db, queries
 from reconciler.cli.commands.common import EXIT_OK, count_at_least_one, load
+from reconciler.cli.commands.targets import add_target_option, for_each_target
 from reconciler.config.settings import RESOURCES, Settings
 from reconciler.config.spec import load_spec, spec_resources
 from reconciler.errors import SpecError
@@ -29,12 +30,14 @@ def register(sub: Any) -> None:
     s = sub.add_parser("status", help="last run per resource, in-doubt lead batches, "
                                       "rejected rows, lock holder")
     s.add_argument("--json", action="store_true", help="print it as JSON")
+    add_target_option(s)
     s.set_defaults(func=cmd_status)
 
     h = sub.add_parser("history", help="recent runs, newest first")
     h.add_argument("--limit", type=count_at_least_one, default=20, metavar="N",
                    help="how many (at least 1; default 20)")
     h.add_argument("--json", action="store_true", help="print them as JSON")
+    add_target_option(h)
     h.set_defaults(func=cmd_history)
 
     w = sub.add_parser("show", help="one run and every step of it")
@@ -44,8 +47,9 @@ def register(sub: Any) -> None:
 
 
 @contextmanager
-def _state(args: argparse.Namespace) -> Iterator[tuple[Settings, sa.Engine]]:
-    settings = load(args)
+def _state(args: argparse.Namespace, settings: Settings | None = None
+           ) -> Iterator[tuple[Settings, sa.Engine]]:
+    settings = settings or load(args)
     engine = db.open_engine(settings.state.url)
     try:
         db.require_current(engine)
@@ -58,7 +62,11 @@ def _state(args: argparse.Namespace) -> Iterator[tuple[Settings, sa.Engine]]:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    with _state(args) as (settings, engine):
+    return for_each_target(load(args), args, lambda one: _status(args, one))
+
+
+def _status(args: argparse.Namespace, one: Settings) -> int:
+    with _state(args, one) as (settings, engine):
         report = gather_status(settings, engine)
     print(_dumps(report) if args.json else render_status(report), end="")
     return EXIT_OK
@@ -169,7 +177,11 @@ def _rejected_lines(rejected: Mapping[str, Any]) -> list[str]:
 
 
 def cmd_history(args: argparse.Namespace) -> int:
-    with _state(args) as (settings, engine):
+    return for_each_target(load(args), args, lambda one: _history(args, one))
+
+
+def _history(args: argparse.Namespace, one: Settings) -> int:
+    with _state(args, one) as (settings, engine):
         found = queries.recent_runs(engine, settings.dialer.target, args.limit)
     if args.json:
         print(_dumps(found), end="")

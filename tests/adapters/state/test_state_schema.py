@@ -21,7 +21,7 @@ from reconciler.errors import SchemaOutdated, StateError
 
 OUR_TABLES = {"state_targets", "shadow_users", "shadow_lists", "shadow_leads", "lead_batches",
               "runs", "run_steps", "leases", "dialer_rejections", "sync_marks"}
-HEAD = "0005_sync_marks"
+HEAD = "0006_targets"
 
 
 @pytest.fixture
