@@ -25,6 +25,7 @@ def test_the_wheel_carries_migrations_example_spec_and_widget(tmp_path: Path) ->
         "reconciler/migrations/versions/0002_lease_fencing_steps.py",
         "reconciler/migrations/versions/0003_shadow_lead_phone.py",
         "reconciler/migrations/versions/0004_rejection_backoff.py",
+        "reconciler/migrations/versions/0007_dnc.py",
         "reconciler/specs/example.toml",
         "reconciler/widget/crm-bridge.js",
         "reconciler/widget/widget-receiver.js",

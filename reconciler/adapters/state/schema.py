@@ -81,6 +81,17 @@ shadow_leads = sa.Table(
     sa.Index(None, "target", "phone", "list_id"),
 )
 
+# Sent leads whose status was set to DNC on the dialer (flag_dnc), so they are flagged once.
+dnc_flags = sa.Table(
+    "dnc_flags", metadata,
+    sa.Column("target", sa.String(64), primary_key=True),
+    sa.Column("lead_key", sa.String(255), primary_key=True),
+    sa.Column("list_id", sa.String(14), nullable=False),
+    sa.Column("outcome", sa.String(16), nullable=False),     # flagged | absent
+    sa.Column("flagged_at", Timestamp, nullable=False),
+    sa.Column("run_id", sa.String(36), nullable=True),
+)
+
 lead_batches = sa.Table(
     "lead_batches", metadata,
     sa.Column("batch_id", sa.String(36), primary_key=True),
