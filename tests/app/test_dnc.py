@@ -18,8 +18,10 @@ import sqlalchemy as sa
 from reconciler.adapters.state.dnc import DncBook
 from reconciler.app.engine import apply_plan, gather_and_plan
 from reconciler.app.render import render_plan
+from reconciler.config.spec import DncSpec, parse_spec
 from reconciler.core.plan import AddLeads, FlagDnc, Plan
 from reconciler.demo import crm as democrm
+from reconciler.errors import SpecError
 from reconciler.sandbox import SandboxDialer
 from tests.app.test_leads import LISTS, lead
 from tests.helpers import EXAMPLE_SPEC, crm_execute, engine_context
@@ -186,3 +188,42 @@ def test_a_lead_gone_from_the_dialer_is_recorded_and_not_flagged_again(
         assert report.outcome == "ok", report.failures
         assert DncBook(ctx.store).flagged() == {"5": "absent"}
         assert not gather_and_plan(ctx).plan.has_changes
+
+
+LEADS_SPEC: dict[str, Any] = {
+    "leads": {"table": "crm_leads", "key": "id",
+              "fields": {"list_id": "list_id", "phone_number": "phone"}},
+}
+
+
+@pytest.mark.parametrize(("dnc", "error"), [
+    ({"phone": "phone"}, "[dnc]: give exactly one of 'query' or 'table'"),
+    ({"table": "a", "query": "SELECT 1", "phone": "p"}, "give exactly one of"),
+    ({"table": "crm dnc", "phone": "p"}, "[dnc]: 'table' must be a table name"),
+    ({"query": "  ", "phone": "p"}, "[dnc]: 'query' must be a non-empty SQL string"),
+    ({"table": "crm_dnc"}, "[dnc]: 'phone' must name the column of the phone"),
+    ({"table": "crm_dnc", "phone": 5}, "[dnc]: 'phone' must be a column name"),
+    ({"table": "crm_dnc", "phone": "p", "list_id": "a.b"}, "[dnc]: 'list_id' must be a column"),
+    ({"table": "crm_dnc", "phone": "p", "campaign_id": ""}, "'campaign_id' must be a column"),
+    ({"table": "crm_dnc", "phone": "p", "lists": "x"}, "[dnc]: unknown entry 'lists'"),
+    ("crm_dnc", "[dnc] must be a table"),
+], ids=lambda value: str(value)[:30])
+def test_a_bad_dnc_section_is_refused_naming_the_key(dnc: Any, error: str) -> None:
+    with pytest.raises(SpecError) as refused:
+        parse_spec({**LEADS_SPEC, "dnc": dnc}, Path("crm.toml"))
+    assert error in str(refused.value) and str(refused.value).startswith("spec crm.toml: ")
+
+
+def test_a_dnc_section_needs_leads() -> None:
+    with pytest.raises(SpecError, match=r"\[dnc\] needs a \[leads\] section"):
+        parse_spec({"lists": {"table": "l", "fields": {"list_id": "id", "list_name": "n",
+                                                        "campaign_id": "c"}},
+                    "dnc": {"table": "crm_dnc", "phone": "p"}}, Path("crm.toml"))
+
+
+def test_a_dnc_section_is_read() -> None:
+    spec = parse_spec({**LEADS_SPEC, "dnc": {"query": "SELECT phone FROM optouts",
+                                             "phone": "phone", "campaign_id": "camp"}},
+                      Path("crm.toml"))
+    assert spec.dnc == DncSpec("SELECT phone FROM optouts", None, "phone", None, "camp")
+    assert parse_spec(LEADS_SPEC, Path("crm.toml")).dnc is None
