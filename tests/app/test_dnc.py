@@ -19,7 +19,7 @@ from reconciler.adapters.state.dnc import DncBook
 from reconciler.app.engine import apply_plan, gather_and_plan
 from reconciler.app.render import render_plan
 from reconciler.config.spec import DncSpec, parse_spec
-from reconciler.core.plan import AddLeads, FlagDnc, Plan
+from reconciler.core.plan import AddLeads, FlagDnc, Plan, from_json, to_json
 from reconciler.demo import crm as democrm
 from reconciler.errors import SpecError
 from reconciler.sandbox import SandboxDialer
@@ -158,6 +158,7 @@ def test_a_phone_put_on_the_dnc_after_export_is_flagged_once_on_vicidial(
             ("1101", ["3"]), ("1102", ["11"])]
         assert all(lead_id for op in flags for _, lead_id, _ in op.leads)
         assert "2 leads to set to DNC" in render_plan(gathered.plan)
+        assert from_json(to_json(gathered.plan)) == gathered.plan      # a saved plan keeps them
         report = apply_plan(ctx, gathered)
         assert report.outcome == "ok" and report.counts.get("flagged") == 2, report.failures
         assert DncBook(ctx.store).flagged() == {"3": "flagged", "11": "flagged"}
