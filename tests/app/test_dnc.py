@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from reconciler.adapters.state.dnc import DncBook
 from reconciler.app.engine import apply_plan, gather_and_plan
 from reconciler.app.render import render_plan
+from reconciler.cli.commands.runs import dialer_rejected
 from reconciler.config.spec import DncSpec, parse_spec
 from reconciler.core.plan import AddLeads, FlagDnc, Plan, from_json, to_json
 from reconciler.demo import crm as democrm
@@ -114,6 +115,7 @@ def test_leads_on_the_dnc_are_skipped_counted_and_never_sent(
         assert "4 on the do-not-call list" in text
         report = apply_plan(ctx, gathered)
         assert report.outcome == "ok" and "crm_rejected" not in report.counts
+        assert not dialer_rejected(report)                  # no exit code 3 for it
         again = gather_and_plan(ctx).plan
         assert not again.has_changes, render_plan(again)
         assert counts(again)["1101", "dnc"] == 4 and counts(again)["1101", "sent"] == 4
