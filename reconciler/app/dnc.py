@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Collection, Iterator, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 
 from reconciler.adapters.crm.dnc import DncSource
 from reconciler.adapters.state.dnc import DncBook
@@ -54,19 +54,29 @@ def find_drift(source: DncSource, book: DncBook, campaigns: Mapping[str, str],
     by_key = vendor is not None and vendor.column == resource.fields[LEAD_KEY].column \
         and vendor.value is None and not vendor.map
     found: dict[str, dict[str, tuple[str, str, str]]] = defaultdict(dict)
-    unreadable: list[str] = []
-    for chunk in _chunks(source, unreadable):
+    bad = _BadRows()
+    for chunk in _chunks(source, bad):
         for lead in book.sent_with_phones(chunk.keys()):
             reason = dnc_reason(chunk[lead.phone], lead.list_id, campaigns.get(lead.list_id))
             if reason is None:
                 continue
             vendor_code = lead.key if by_key and not lead.dialer_lead_id else ""
             found[lead.list_id][lead.key] = (lead.key, lead.dialer_lead_id, vendor_code)
-    bad_rows = len(unreadable)
-    if bad_rows > UNREADABLE_SHOWN:
-        unreadable = [*unreadable[:UNREADABLE_SHOWN], f"and {bad_rows - UNREADABLE_SHOWN} more"]
     return DncDrift({list_id: tuple(sorted(leads.values())) for list_id, leads in found.items()},
-                    tuple(unreadable))
+                    tuple(bad.shown), bad.count)
+
+
+@dataclass
+class _BadRows:
+    """DNC rows that cannot be read: the first UNREADABLE_SHOWN named, the rest counted."""
+
+    shown: list[str] = field(default_factory=list)
+    count: int = 0
+
+    def add(self, number: int, why: str) -> None:
+        self.count += 1
+        if self.count <= UNREADABLE_SHOWN:
+            self.shown.append(f"row {number}: {why}")
 
 
 def with_drift(plan: Plan, drift: DncDrift, can_flag: bool) -> Plan:
@@ -75,12 +85,12 @@ def with_drift(plan: Plan, drift: DncDrift, can_flag: bool) -> Plan:
     return replace(plan, ops=(*plan.ops, *ops), notes=(*plan.notes, *notes))
 
 
-def _chunks(source: DncSource, unreadable: list[str]) -> Iterator[dict[str, list[DncEntry]]]:
-    """The DNC's entries by phone, DRIFT_CHUNK phones at a time; bad rows go to `unreadable`."""
+def _chunks(source: DncSource, bad: _BadRows) -> Iterator[dict[str, list[DncEntry]]]:
+    """The DNC's entries by phone, DRIFT_CHUNK phones at a time; bad rows go to `bad`."""
     chunk: dict[str, list[DncEntry]] = defaultdict(list)
     for number, entry in source.stream():
         if isinstance(entry, str):
-            unreadable.append(f"row {number}: {entry}")
+            bad.add(number, entry)
             continue
         chunk[entry.phone].append(entry)
         if len(chunk) >= DRIFT_CHUNK:

@@ -53,7 +53,7 @@ class DncSource:
         if not phone:
             return "a blank phone"
         if not _PHONE.fullmatch(phone):
-            return f"phone {str(raw)[:40]!r} is not 6-18 digits"
+            return "a phone that is not 6-18 digits"   # not echoed: plans hold no phones
         scope = {name: _text(values.get(column)) if column else ""
                  for name, column in (("list_id", self.spec.list_id),
                                       ("campaign_id", self.spec.campaign_id))}

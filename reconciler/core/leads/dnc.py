@@ -47,7 +47,8 @@ class DncDrift:
 
     # list_id -> ((key, dialer lead id, vendor_lead_code), ...), as FlagDnc takes them
     keys: Mapping[str, tuple[tuple[str, str, str], ...]]
-    unreadable: tuple[str, ...] = ()                  # why each bad DNC row was left out
+    unreadable: tuple[str, ...] = ()                  # why bad DNC rows were left out
+    bad_rows: int = 0                                 # how many: more than named, at times
 
 
 def drift_part(drift: DncDrift, can_flag: bool) -> tuple[tuple[FlagDnc, ...], tuple[Note, ...]]:
@@ -68,7 +69,8 @@ def drift_part(drift: DncDrift, can_flag: bool) -> tuple[tuple[FlagDnc, ...], tu
                           f"{then}", keys[:NOTE_KEYS_SHOWN]))
     if drift.unreadable:
         notes.append(Note("dnc", "source", DNC_UNREADABLE,
-                          f"{len(drift.unreadable)} do-not-call row(s) left out: "
+                          f"{max(drift.bad_rows, len(drift.unreadable))} do-not-call row(s) "
+                          f"left out: "
                           f"{'; '.join(drift.unreadable[:5])}",
                           drift.unreadable[:NOTE_KEYS_SHOWN]))
     return tuple(ops), tuple(notes)

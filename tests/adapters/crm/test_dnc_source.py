@@ -51,5 +51,5 @@ def test_phones_are_found_by_the_lead_phone_rule_with_one_query_per_chunk(
         "15550000001", "5550000002", "5550000003"]
     bad = [(number, why) for number, why in source.stream() if isinstance(why, str)]
     assert [why for _, why in bad] == ["a blank phone", "a blank phone",
-                                       "phone 'ring me' is not 6-18 digits"]
+                                       "a phone that is not 6-18 digits"]
     engine.dispose()
