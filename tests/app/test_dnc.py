@@ -233,3 +233,27 @@ def test_a_dnc_section_is_read() -> None:
                       Path("crm.toml"))
     assert spec.dnc == DncSpec("SELECT phone FROM optouts", None, "phone", None, "camp")
     assert parse_spec(LEADS_SPEC, Path("crm.toml")).dnc is None
+
+
+def test_a_lead_of_unknown_dialer_id_is_flagged_by_its_vendor_lead_code(
+    crm_url: str, spec: Path, state_engine: sa.Engine, tmp_path: Path
+) -> None:
+    """A lead confirmed sent by an operator has no dialer lead id: found by vendor_lead_code,
+    which the spec leaves to the CRM key."""
+    vicidial = SandboxDialer(mode="vicidial")
+    with engine_context(vicidial, state_engine, crm_url, tmp_path, spec_path=spec,
+                        **VICIDIAL) as ctx:
+        assert apply_plan(ctx, gather_and_plan(ctx)).outcome == "ok"
+        with state_engine.begin() as conn:
+            conn.execute(sa.text("UPDATE shadow_leads SET dialer_lead_id = NULL "
+                                 "WHERE lead_key = '6'"))
+        on_dnc(crm_url, phone(6))
+        gathered = gather_and_plan(ctx)
+        (flag,) = [op for op in gathered.plan.ops if isinstance(op, FlagDnc)]
+        assert flag.leads == (("6", "", "6"),)
+        assert apply_plan(ctx, gathered).outcome == "ok"
+        assert DncBook(ctx.store).flagged() == {"6": "flagged"}
+    (update,) = [c for c in vicidial.snapshot()["calls"] if c["function"] == "update_lead"]
+    assert update["params"]["search_method"] == "VENDOR_LEAD_CODE"
+    statuses = {x["vendor_lead_code"]: x["status"] for x in vicidial.snapshot()["leads"]}
+    assert statuses["6"] == "DNC"
