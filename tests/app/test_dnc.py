@@ -257,3 +257,26 @@ def test_a_lead_of_unknown_dialer_id_is_flagged_by_its_vendor_lead_code(
     assert update["params"]["search_method"] == "VENDOR_LEAD_CODE"
     statuses = {x["vendor_lead_code"]: x["status"] for x in vicidial.snapshot()["leads"]}
     assert statuses["6"] == "DNC"
+
+
+def test_a_lead_the_dialer_cannot_flag_does_not_stop_the_others(
+    crm_url: str, spec: Path, state_engine: sa.Engine, tmp_path: Path
+) -> None:
+    vicidial = SandboxDialer(mode="vicidial")
+    with engine_context(vicidial, state_engine, crm_url, tmp_path, spec_path=spec,
+                        **VICIDIAL) as ctx:
+        assert apply_plan(ctx, gather_and_plan(ctx)).outcome == "ok"
+        with state_engine.begin() as conn:     # an id update_lead cannot take (1-9 digits)
+            conn.execute(sa.text("UPDATE shadow_leads SET dialer_lead_id = '1234567890' "
+                                 "WHERE lead_key = '7'"))
+        on_dnc(crm_url, phone(7))
+        on_dnc(crm_url, phone(8))
+        report = apply_plan(ctx, gather_and_plan(ctx))
+        assert report.outcome == "partial" and report.counts.get("rejected") == 1
+        assert dialer_rejected(report)
+        (failure,) = report.failures
+        assert failure[0] == "flag_dnc" and "lead 7: update_lead: field 'lead_id'" in failure[2]
+        assert DncBook(ctx.store).flagged() == {"8": "flagged"}
+        again = gather_and_plan(ctx).plan      # the refused one is planned again, alone
+        assert [op.leads for op in again.ops if isinstance(op, FlagDnc)] == [
+            (("7", "1234567890", ""),)]
