@@ -18,6 +18,7 @@ from functools import partial
 import sqlalchemy as sa
 import structlog
 
+from reconciler.adapters.crm.dnc import DncSource
 from reconciler.adapters.crm.leads import (
     LeadMapper,
     lead_list_ids,
@@ -30,9 +31,10 @@ from reconciler.adapters.dialer import requests
 from reconciler.adapters.dialer.dialects import Dialect
 from reconciler.adapters.dialer.observe import observe
 from reconciler.adapters.dialer.transport import encoded_size, login_of
+from reconciler.adapters.state.dnc import DncBook
 from reconciler.adapters.state.leads import LeadBook, LeadSettlement
 from reconciler.adapters.state.store import StateStore
-from reconciler.app import incremental, lead_phones
+from reconciler.app import dnc, incremental, lead_phones
 from reconciler.app.incremental import LeadRead
 from reconciler.app.progress import progress_bar
 from reconciler.apply import leads_settle
@@ -140,17 +142,23 @@ def gather_and_plan(ctx: Context, *, resync: bool = False,
     lead_ctx = lead_context(ctx.settings.dialer, ctx.crm, ctx.spec.leads, plan,
                             desired, recorded, observed, keep_first, ctx.dialect,
                             book=book, duplicate_check=ctx.spec.lead_duplicate_check, read=read)
+    # Do-not-call: leads about to be sent are checked in the merge; sent ones are drift.
+    source = DncSource(ctx.crm, ctx.spec.dnc) if ctx.spec.dnc is not None else None
+    campaigns = dnc.campaigns_of(desired, recorded, observed) if source is not None else {}
+    if source is not None:
+        lead_ctx = replace(lead_ctx, dnc=dnc.dnc_check(source, campaigns))
     events = merged_leads(ctx.crm, ctx.spec.leads, book, lead_ctx, settled, read)
-    if not keep_batches:
-        return Gathered(desired, sealed(with_leads(plan, plan_leads(events))), lead_ctx,
-                        lead_read=read)
-    spill = BatchSpill()
+    spill = BatchSpill() if keep_batches else None
     try:
-        part = plan_leads(spill.keep(events))
+        plan = with_leads(plan, plan_leads(spill.keep(events) if spill else events))
+        if source is not None:
+            drift = dnc.find_drift(source, DncBook(ctx.store), campaigns, ctx.spec.leads)
+            plan = dnc.with_drift(plan, drift, caps.updates_leads)
     except BaseException:
-        spill.close()
+        if spill is not None:
+            spill.close()
         raise
-    return Gathered(desired, sealed(with_leads(plan, part)), lead_ctx, spill, read)
+    return Gathered(desired, sealed(plan), lead_ctx, spill, read)
 
 
 def lead_context(settings: DialerSettings, crm: sa.Engine, resource: ResourceSpec, plan: Plan,

@@ -13,6 +13,7 @@ from reconciler.core.plan import (
     AddUser,
     AdoptList,
     DeactivateUser,
+    FlagDnc,
     Op,
     Plan,
     SettleLeads,
@@ -43,6 +44,9 @@ def render_plan(plan: Plan) -> str:
                           for c in op.changes]
         lines.append("")
     lines += _lead_lines(plan)
+    for flag in (op for op in plan.ops if isinstance(op, FlagDnc)):
+        lines += [f"  ~ list {flag.list_id}: {len(flag.leads)} lead(s) now on the do-not-call "
+                  f"list: status set to DNC on the dialer", ""]
     for settle in (op for op in plan.ops if isinstance(op, SettleLeads)):
         lines += [f"  = {len(settle.found)} in-doubt lead(s) found on the dialer: recorded as "
                   f"sent; {len(settle.not_found)} not there: sent again", ""]
@@ -92,6 +96,9 @@ def summary_line(plan: Plan) -> str:
     ]
     if counts.get("adopt_list"):
         parts.append(f"{counts['adopt_list']} to adopt")
+    if counts.get("flag_dnc"):
+        flagged = sum(len(op.leads) for op in plan.ops if isinstance(op, FlagDnc))
+        parts.append(f"{flagged:,} leads to set to DNC")
     if counts.get("settle_leads"):
         parts.append("in-doubt leads to settle")
     if counts.get("leads_to_send"):
@@ -103,7 +110,7 @@ def summary_line(plan: Plan) -> str:
 _SINGULAR = {"users": "user", "lists": "list"}
 _LEAD_STATES = (("sent", "already sent"), ("in_doubt", "in doubt"),
                 ("rejected_before", "rejected by the dialer before"), ("rejected", "rejected now"),
-                ("gone", "no longer in the CRM"))
+                ("gone", "no longer in the CRM"), ("dnc", "on the do-not-call list"))
 
 
 def _pass_lines(plan: Plan) -> list[str]:

@@ -16,9 +16,11 @@ from typing import Any, Protocol
 
 import structlog
 
+from reconciler.adapters.state.dnc import DncBook
 from reconciler.adapters.state.leads import LeadBook
 from reconciler.adapters.state.store import ShadowEffect, StateStore, StepWriter
 from reconciler.apply import leads_settle
+from reconciler.apply.dnc_flags import flag_dnc
 from reconciler.core.model import USER_FIELDS, Desired, DesiredUser
 from reconciler.core.plan import (
     AddLeads,
@@ -26,6 +28,7 @@ from reconciler.core.plan import (
     AddUser,
     AdoptList,
     DeactivateUser,
+    FlagDnc,
     Op,
     Plan,
     SettleLeads,
@@ -125,6 +128,7 @@ class Executor:
             UpdateList: self._recorded(self._update_list),
             SettleLeads: self._recorded(self._settle_leads),
             AddLeads: self._add_leads,
+            FlagDnc: self._recorded(self._flag_dnc),
             AddUser: self._recorded(self._add_user),
             UpdateUser: self._recorded(self._update_user),
             DeactivateUser: self._recorded(self._deactivate_user),
@@ -268,6 +272,9 @@ class Executor:
         changed = leads_settle.record(LeadBook(self.store), leads_settle.from_op(op))
         return StepResult("settled", f"{len(op.found)} found on the dialer, "
                                      f"{len(op.not_found)} not there ({changed} recorded)")
+
+    def _flag_dnc(self, op: FlagDnc) -> StepResult:
+        return StepResult(*flag_dnc(self.api, DncBook(self.store), self.run_id, op))
 
     # --- users --------------------------------------------------------------------------------
 

@@ -78,6 +78,23 @@ class Spec:
     leads: ResourceSpec | None = None
     # add_lead's duplicate_check options ("DUPLIST", ...), for dialers that send leads one by one
     lead_duplicate_check: tuple[str, ...] = ()
+    dnc: DncSpec | None = None                        # the do-not-call source ([dnc])
+
+
+@dataclass(frozen=True)
+class DncSpec:
+    """A CRM table or query of phones never to call (docs/dnc.md). An entry with a list or a
+    campaign applies to that list or campaign; one with neither applies everywhere."""
+
+    query: str | None
+    table: str | None
+    phone: str                                        # the column of the phone
+    list_id: str | None = None                        # the column scoping an entry to a list
+    campaign_id: str | None = None                    # ... or to a campaign
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return tuple(c for c in (self.phone, self.list_id, self.campaign_id) if c)
 
 
 def spec_resources(spec: Spec) -> frozenset[str]:
@@ -114,7 +131,7 @@ def load_spec(path: Path) -> Spec:
 
 def parse_spec(raw: Mapping[str, Any], path: Path, spec_hash: str = "") -> Spec:
     where = f"spec {path}"
-    unknown = set(raw) - {"version", *_RESOURCES}
+    unknown = set(raw) - {"version", "dnc", *_RESOURCES}
     if unknown:
         raise SpecError(f"{where}: unknown entry {sorted(unknown)[0]!r}")
     if raw.get("version", SPEC_VERSION) != SPEC_VERSION:
@@ -138,8 +155,42 @@ def parse_spec(raw: Mapping[str, Any], path: Path, spec_hash: str = "") -> Spec:
         manage_lists=lists is not None,
         lead_duplicates=str(duplicates),
     )
+    dnc = _dnc(raw["dnc"], where) if "dnc" in raw else None
+    if dnc is not None and "leads" not in resources:
+        raise SpecError(f"{where}: [dnc] needs a [leads] section: it filters the leads sent")
     return Spec(path, spec_hash, users, lists, policy, resources.get("leads"),
-                _duplicate_check(leads_raw.get("duplicate_check", ""), where))
+                _duplicate_check(leads_raw.get("duplicate_check", ""), where), dnc)
+
+
+_DNC_KEYS = {"query", "table", "phone", "list_id", "campaign_id"}
+
+
+def _dnc(raw: Any, where: str) -> DncSpec:
+    where = f"{where}: [dnc]"
+    if not isinstance(raw, Mapping):
+        raise SpecError(f"{where} must be a table")
+    unknown = set(raw) - _DNC_KEYS
+    if unknown:
+        raise SpecError(f"{where}: unknown entry {sorted(unknown)[0]!r}")
+    query, table = raw.get("query"), raw.get("table")
+    if (query is None) == (table is None):
+        raise SpecError(f"{where}: give exactly one of 'query' or 'table'")
+    if query is not None and (not isinstance(query, str) or not query.strip()):
+        raise SpecError(f"{where}: 'query' must be a non-empty SQL string")
+    if table is not None and (not isinstance(table, str) or not _IDENTIFIER.match(table)):
+        raise SpecError(f"{where}: 'table' must be a table name like crm_dnc or schema.table")
+    columns: dict[str, str | None] = {}
+    for name in ("phone", "list_id", "campaign_id"):
+        value = raw.get(name)
+        if name == "phone" and value is None:
+            raise SpecError(f"{where}: 'phone' must name the column of the phone")
+        if value is not None and (not isinstance(value, str) or not _IDENTIFIER.match(value)
+                                  or "." in value):
+            raise SpecError(f"{where}: {name!r} must be a column name")
+        columns[name] = value
+    phone = columns["phone"]
+    assert phone is not None
+    return DncSpec(query, table, phone, columns["list_id"], columns["campaign_id"])
 
 
 def _resource(name: str, raw: Any, where: str) -> ResourceSpec:

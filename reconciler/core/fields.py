@@ -170,6 +170,13 @@ UPDATE_LIST_OPTIONAL = ("list_name", "campaign_id", "active")
 # lead_all_info also a lead_id of 1-10 digits.
 SEARCH_PHONE_RULE = _digits(6, 19)
 LEAD_ID_RULE = _digits(1, 10)
+# update_lead: "lead_id - must be all numbers, 1-9 digits"; vendor_lead_code "1-20 characters";
+# status "1-6 characters, not punctuation or spaces".
+UPDATE_LEAD_RULES: Mapping[str, FieldRule] = MappingProxyType({
+    "lead_id": _digits(1, 9),
+    "vendor_lead_code": _text(1, 20),
+    "status": _text(1, 6),
+})
 
 # Field rules per API function, as the CRM-row checker looks them up.
 RULES: Mapping[str, Mapping[str, FieldRule]] = MappingProxyType({
@@ -186,6 +193,7 @@ RULES: Mapping[str, Mapping[str, FieldRule]] = MappingProxyType({
     "lead_search": MappingProxyType({"phone_number": SEARCH_PHONE_RULE}),
     "lead_all_info": MappingProxyType({"lead_id": LEAD_ID_RULE,
                                        "phone_number": SEARCH_PHONE_RULE}),
+    "update_lead": UPDATE_LEAD_RULES,
     "version": MappingProxyType({}),
 })
 

@@ -154,6 +154,7 @@ class Capabilities:
     has_update_list: bool = False            # list changes become update_list ops, not notes
     sends_leads_one_by_one: bool = False     # add_lead per lead, instead of add_multi_lead
     can_look_up_leads: bool = False          # an in-doubt lead is settled by a look-up
+    updates_leads: bool = False              # update_lead: a sent lead's status can be set
 
 
 @dataclass(frozen=True)

@@ -134,6 +134,21 @@ class AddLeads:
 
 
 @dataclass(frozen=True)
+class FlagDnc:
+    """Sent leads of a list now on the do-not-call list: set each one's status to DNC on the
+    dialer (a dialect that can change a lead), once; apply records each lead it flagged."""
+
+    kind: ClassVar[str] = "flag_dnc"
+    list_id: str
+    # (lead key, dialer lead id, vendor_lead_code): found by its id, or else by its code
+    leads: tuple[tuple[str, str, str], ...]
+
+    @property
+    def key(self) -> str:
+        return self.list_id
+
+
+@dataclass(frozen=True)
 class Reject:
     kind: ClassVar[str] = "reject"
     resource: str
@@ -160,10 +175,10 @@ class Note:
 REJECTED_EARLIER = "rejected_earlier"
 
 Op = (AddUser | UpdateUser | DeactivateUser | AddList | AdoptList | UpdateList | SettleLeads
-      | AddLeads)
+      | AddLeads | FlagDnc)
 OP_TYPES: dict[str, type[Any]] = {
     cls.kind: cls for cls in (AddUser, UpdateUser, DeactivateUser, AddList, AdoptList,
-                              UpdateList, SettleLeads, AddLeads)
+                              UpdateList, SettleLeads, AddLeads, FlagDnc)
 }
 
 
@@ -313,6 +328,8 @@ def _op_from_json(item: dict[str, Any]) -> Op:
         values["changes"] = tuple(FieldChange(**c) for c in values["changes"])
     if cls is AddLeads:
         values["keys"] = tuple(values["keys"])
+    if cls is FlagDnc:
+        values["leads"] = tuple(tuple(item) for item in values["leads"])
     if cls is SettleLeads:
         values["found"] = tuple(tuple(item) for item in values["found"])
         values["not_found"] = tuple(tuple(item) for item in values["not_found"])

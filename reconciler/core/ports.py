@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from reconciler.core.vicidial_replies import (
         LeadAdded,
         LeadFound,
+        LeadUpdated,
         ListInfo,
         ListUpdated,
         UserDetails,
@@ -82,6 +83,13 @@ class LooksUpLeads(Protocol):
                       phone_number: FieldValue | None = None) -> tuple[LeadFound, ...]: ...
 
 
+class UpdatesLeads(Protocol):
+    """Set a lead's status once sent (DNC for a phone added to the do-not-call list)."""
+
+    def update_lead(self, *, status: str, lead_id: FieldValue | None = None,
+                    vendor_lead_code: FieldValue | None = None) -> LeadUpdated: ...
+
+
 # --- the port ----------------------------------------------------------------------------------
 
 
@@ -127,6 +135,9 @@ class DialerPort(Protocol):
     @property
     def lead_finder(self) -> LooksUpLeads | None: ...
 
+    @property
+    def lead_updater(self) -> UpdatesLeads | None: ...
+
 
 def offered(port: DialerPort) -> Capabilities:
     """The capabilities a client's facets give; its dialect must claim exactly these."""
@@ -136,6 +147,7 @@ def offered(port: DialerPort) -> Capabilities:
         has_update_list=port.list_updater is not None,
         sends_leads_one_by_one=port.lead_sender is not None,
         can_look_up_leads=port.lead_finder is not None,
+        updates_leads=port.lead_updater is not None,
     )
 
 

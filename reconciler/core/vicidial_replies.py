@@ -73,6 +73,15 @@ class ListInfo:
 
 
 @dataclass(frozen=True)
+class LeadUpdated:
+    """update_lead succeeded: `SUCCESS: update_lead LEAD HAS BEEN UPDATED - api|lead_id`."""
+
+    lead_id: str
+    message: str
+    notices: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class ListUpdated:
     """update_list succeeded: `SUCCESS: update_list LIST HAS BEEN UPDATED - api|list_id`."""
 
@@ -152,4 +161,5 @@ class DuplicateLead(AlreadyExists):
 
 VicidialReply: TypeAlias = (
     VersionInfo | UserDetails | ListInfo | ListUpdated | LeadAdded | LeadSearch | LeadsFound
+    | LeadUpdated
 )

@@ -26,6 +26,9 @@ Functions
   only with list_exists_check=Y (else, as VICIdial, the lead goes to a list nobody made).
   duplicate_check honours DUPLIST, DUPCAMP and DUPSYS (a day range is ignored: every sandbox lead
   is recent); the other options are accepted and not checked. The GMT offset is always -5.00.
+- update_lead: sets the status of the lead found by lead_id (search_method LEAD_ID, the
+  default) or by vendor_lead_code (VENDOR_LEAD_CODE), the newest one; the other editable fields
+  are not kept. Answers `LEAD HAS BEEN UPDATED - api user|lead_id`, or NO MATCHES FOUND.
 - Reads need level 7 and "view reports" (lead reads also "add leads"), writes level 8.
 
 SQL
@@ -76,7 +79,8 @@ _FILTERS = {
     "agent_user_level": _DIGITS, "voicemail_id": _DIGITS, "list_id": _DIGITS,
     "phone_code": _DIGITS, "lead_id": _DIGITS, "records": _DIGITS, "phone_number": r"[^,0-9]",
     "active": _UPPER, "country_code": _UPPER, "gender": _UPPER, "list_exists_check": _UPPER,
-    "leads_counts": _UPPER, "header": _UPPER,
+    "leads_counts": _UPPER, "header": _UPPER, "search_method": r"[^_A-Z]",
+    "status": r"[^0-9a-zA-Z]",
     "vendor_lead_code": r"[;#]", "source_id": r"[;#]", "comments": r"[;#]",
     "title": r"[^- '_.0-9a-zA-Z]", "first_name": _LEAD_NAME, "last_name": _LEAD_NAME,
     "alt_phone": _LEAD_NAME, "middle_initial": r"[^0-9a-zA-Z]",
@@ -413,6 +417,28 @@ def lead_all_info(store: Store, api: ApiUser, p: Mapping[str, str]) -> Result:
     return _rows(p, LEAD_ALL_INFO_HEADER, [_lead_row(lead) for lead in found])
 
 
+def update_lead(store: Store, api: ApiUser, p: Mapping[str, str]) -> Result:
+    fn = "update_lead"
+    if not (api.level >= 8 and api.can_add_leads):
+        return _error(fn, "USER DOES NOT HAVE PERMISSION TO UPDATE LEADS IN THE SYSTEM",
+                      f"{api.user}|0")
+    method = p.get("search_method") or "LEAD_ID"
+    lead_id, vendor = p.get("lead_id", ""), p.get("vendor_lead_code", "")
+    newest = sorted(store.leads(), key=lambda lead: -lead.lead_id)
+    if "LEAD_ID" in method and digits(lead_id, 1, 9):
+        found = [lead for lead in newest if lead.lead_id == int(lead_id)]
+    elif "VENDOR_LEAD_CODE" in method and vendor:
+        found = [lead for lead in newest if lead.fields.get("vendor_lead_code") == vendor]
+    else:
+        return _error(fn, "NO VALID SEARCH METHOD", f"{api.user}|SYSTEM|{lead_id}|{vendor}|")
+    if not found:
+        return _error(fn, "NO MATCHES FOUND IN THE SYSTEM", f"{api.user}|{lead_id}|{vendor}|")
+    status = p.get("status", "")
+    if status:
+        found[0].status = status[:6]
+    return _success(fn, "LEAD HAS BEEN UPDATED", f"{api.user}|{found[0].lead_id}")
+
+
 def _lead_row(lead: SandboxLead) -> str:
     known = {**_LEAD_DEFAULTS, **lead.fields, "status": lead.status, "list_id": lead.list_id,
              "phone_number": lead.phone_number, "lead_id": str(lead.lead_id)}
@@ -423,4 +449,5 @@ HANDLERS: dict[str, Handler] = {
     "add_user": add_user, "update_user": update_user, "user_details": user_details,
     "add_list": add_list, "update_list": update_list, "list_info": list_info,
     "add_lead": add_lead, "lead_search": lead_search, "lead_all_info": lead_all_info,
+    "update_lead": update_lead,
 }

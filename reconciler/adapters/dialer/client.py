@@ -68,6 +68,7 @@ class ElisionClient(SharedVerbs):
     list_updater: None = None
     lead_sender: None = None
     lead_finder: None = None
+    lead_updater: None = None     # no update_lead: a lead cannot be changed once sent
 
     # --- verbs --------------------------------------------------------------------------------
 

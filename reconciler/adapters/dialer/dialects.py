@@ -110,7 +110,7 @@ VICIDIAL = Dialect(
     name="vicidial",
     capabilities=Capabilities(reads_users=True, reads_lists_individually=True,
                               has_update_list=True, sends_leads_one_by_one=True,
-                              can_look_up_leads=True),
+                              can_look_up_leads=True, updates_leads=True),
     make_client=lambda settings, transport: VicidialClient(settings, transport=transport),
     input_problems=vicidial_input_problems,
     stored_as=vicidial_stored,

@@ -8,8 +8,9 @@ What is VICIdial's own:
   HTTP 500), raises FieldInvalid before anything is sent;
 - it has no active_lists and no add_multi_lead: those facets of the port are None, and lists are
   read one by one, leads sent one by one;
-- reads (version, user_details, list_info, lead_search, lead_all_info) and update_list are
-  resent after an unclear failure; add_lead never is (RESENDABLE): a lead whose answer was lost
+- reads (version, user_details, list_info, lead_search, lead_all_info), update_list and
+  update_lead (it sets a status: sending it twice is harmless) are resent after an unclear
+  failure; add_lead never is (RESENDABLE): a lead whose answer was lost
   raises DialerInDoubt, and `find_lead` tells afterwards whether it landed.
 """
 
@@ -39,6 +40,7 @@ from reconciler.core.vicidial_replies import (
     LeadFound,
     LeadSearch,
     LeadsFound,
+    LeadUpdated,
     ListInfo,
     ListUpdated,
     PhoneMatches,
@@ -57,11 +59,12 @@ log = structlog.get_logger()
 
 # Functions that may be sent again after an unclear failure: the writes that set an object to
 # values, and the reads. add_lead is not: a lead sent twice is a lead called twice.
-RESENDABLE = frozenset({"add_user", "update_user", "add_list", "update_list", "version",
+RESENDABLE = frozenset({"add_user", "update_user", "add_list", "update_list", "update_lead",
+                        "version",
                         "user_details", "list_info", "lead_search", "lead_all_info"})
 # Writes of one object. Stock VICIdial's SQL breaks on some values (a quote) with an empty HTTP
 # 500: all 500s on one, while the dialer answers a probe, fail that object alone.
-ROW_WRITES = frozenset({"add_user", "update_user", "add_list", "update_list"})
+ROW_WRITES = frozenset({"add_user", "update_user", "add_list", "update_list", "update_lead"})
 _LOGIN_PARAMS = frozenset({"source", "user", "pass", "function"})
 
 
@@ -106,6 +109,10 @@ class VicidialClient(SharedVerbs):
 
     @property
     def lead_finder(self) -> VicidialClient:
+        return self
+
+    @property
+    def lead_updater(self) -> VicidialClient:
         return self
 
     # Not in VICIdial's API: lists are read one by one, leads sent one by one.
@@ -173,6 +180,14 @@ class VicidialClient(SharedVerbs):
         """Change list_name, campaign_id and/or active; DoesNotExist when there is no such list."""
         request = build.build_update_list(self._login, list_id, changes)
         return expect(self._call(request), ListUpdated, request)
+
+    def update_lead(self, *, status: str, lead_id: FieldValue | None = None,
+                    vendor_lead_code: FieldValue | None = None) -> LeadUpdated:
+        """Set one lead's status (DNC: never called again), found by lead_id or else by
+        vendor_lead_code; DoesNotExist when the dialer has no such lead."""
+        request = build.build_update_lead(self._login, status=status, lead_id=lead_id,
+                                          vendor_lead_code=vendor_lead_code)
+        return expect(self._call(request), LeadUpdated, request)
 
     def add_lead(
         self, lead: Lead, *, duplicate_check: Sequence[str] = (), list_exists_check: bool = True

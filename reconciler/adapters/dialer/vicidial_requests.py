@@ -14,6 +14,8 @@ NON-AGENT_API.txt gives them:
   the list_id is not defined in the system": without it a lead for a missing list is added to it).
 - lead_search: phone_number "6-19 digits (multiple separated by a comma)"; records.
 - lead_all_info: lead_id "1-10 digits", or phone_number "can be used in place of a lead_id".
+- update_lead: lead_id "1-9 digits", or vendor_lead_code with search_method VENDOR_LEAD_CODE
+  (searched in the whole system); the editable status "1-6 characters".
 """
 
 from __future__ import annotations
@@ -116,6 +118,26 @@ def build_lead_all_info(
         raise FieldInvalid("lead_all_info", "lead_id", "or phone_number must be given, not both")
     _check("lead_all_info", name, value)
     return api_request(login, "lead_all_info", {name: value})
+
+
+def build_update_lead(
+    login: ApiLogin, *, status: str, lead_id: FieldValue | None = None,
+    vendor_lead_code: FieldValue | None = None,
+) -> DialerRequest:
+    """update_lead setting one lead's status: found by lead_id, or else by vendor_lead_code."""
+    params: dict[str, FieldValue]
+    if lead_id is not None and vendor_lead_code is None:
+        _check("update_lead", "lead_id", lead_id)
+        params = {"lead_id": lead_id}
+    elif vendor_lead_code is not None and lead_id is None:
+        _check("update_lead", "vendor_lead_code", vendor_lead_code)
+        params = {"search_method": "VENDOR_LEAD_CODE", "vendor_lead_code": vendor_lead_code}
+    else:
+        raise FieldInvalid("update_lead", "lead_id", "or vendor_lead_code must be given, not both")
+    _check("update_lead", "status", status)
+    if not status.isalnum():
+        raise FieldInvalid("update_lead", "status", "must be letters and digits only")
+    return api_request(login, "update_lead", {**params, "status": status})
 
 
 def _check(function: str, name: str, value: object) -> None:

@@ -38,6 +38,7 @@ from reconciler.core.vicidial_replies import (
     LeadFound,
     LeadSearch,
     LeadsFound,
+    LeadUpdated,
     ListInfo,
     ListUpdated,
     PhoneMatches,
@@ -157,6 +158,9 @@ def _success(line: PlainLine, notices: tuple[str, ...]) -> Reply | VicidialReply
         return ListAdded(list_id, list_name, campaign_id, line.message)
     if fn == "update_list":
         return ListUpdated(data[1] if len(data) > 1 else "", line.message, notices)
+    if fn == "update_lead":
+        # api user|lead_id (NON-AGENT_API.txt: `LEAD HAS BEEN UPDATED - 6666|193716`)
+        return LeadUpdated(data[1] if len(data) > 1 else "", line.message, notices)
     if fn == "add_lead":
         # 2.14: phone|list_id|lead_id|gmt_offset|api user. A lead id we cannot read leaves the
         # lead in doubt (DialerMalformed), never "not added".

@@ -96,6 +96,17 @@ sync_marks = sa.Table(
     sa.Column("updated_at", Timestamp, nullable=False),
 )
 
+# Sent leads whose status was set to DNC on the dialer (flag_dnc), so they are flagged once.
+dnc_flags = sa.Table(
+    "dnc_flags", metadata,
+    sa.Column("target", sa.String(64), primary_key=True),
+    sa.Column("lead_key", sa.String(255), primary_key=True),
+    sa.Column("list_id", sa.String(14), nullable=False),
+    sa.Column("outcome", sa.String(16), nullable=False),     # flagged | absent
+    sa.Column("flagged_at", Timestamp, nullable=False),
+    sa.Column("run_id", sa.String(36), nullable=True),
+)
+
 lead_batches = sa.Table(
     "lead_batches", metadata,
     sa.Column("batch_id", sa.String(36), primary_key=True),

@@ -33,6 +33,8 @@ PhoneOf = Callable[[tuple[Any, ...]], str]
 Pair = tuple[str, str]                  # (list_id, phone as sent)
 # Pairs -> the keys of recorded leads the dialer holds (or may hold) with them, in key order.
 PhoneHolders = Callable[[Collection[Pair]], Mapping[Pair, tuple[str, ...]]]
+# Pairs -> why each pair that is on the do-not-call list must not be called (core/leads/dnc.py).
+DncCheck = Callable[[Collection[Pair]], Mapping[Pair, str]]
 
 
 class LeadOrderError(ReconcilerError):
@@ -53,6 +55,8 @@ class LeadContext:
     shared_phones: Callable[[], Mapping[Pair, str]] | None = None
     # keep_first, asked of the state: which sent leads already hold a phone in a list.
     phone_holders: PhoneHolders | None = None
+    # do-not-call, asked of the CRM a chunk of leads about to be sent at a time.
+    dnc: DncCheck | None = None
 
 
 @dataclass(frozen=True)
@@ -76,12 +80,21 @@ class LeadDrift:
 
 
 @dataclass(frozen=True)
+class LeadSkipped:
+    """Not sent, and not an error: its phone is on the do-not-call list."""
+
+    list_id: str
+    key: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class LeadTotals:
     counts: Mapping[tuple[str, str], int]     # (list_id, state) -> leads
     digest: str                               # of every desired lead: part of the plan basis
 
 
-LeadEvent = LeadBatch | Reject | LeadDrift | LeadTotals
+LeadEvent = LeadBatch | Reject | LeadDrift | LeadSkipped | LeadTotals
 NOTHING: tuple[LeadEvent, ...] = ()
 
 
@@ -128,7 +141,8 @@ class _Merge:
         if first is not None:
             return (self._reject(lead, "phone_number", f"duplicate phone in list "
                                  f"{lead.list_id}: lead {first} has it and comes first"),)
-        if self.ctx.keep_first_phone and self.ctx.phone_holders is not None:
+        if (self.ctx.keep_first_phone and self.ctx.phone_holders is not None) \
+                or self.ctx.dnc is not None:
             self.waiting.append(lead)
             return tuple(self._send_unless_held()) if len(self.waiting) >= HELD_CHUNK \
                 else NOTHING
@@ -148,12 +162,20 @@ class _Merge:
 
     def _send_unless_held(self) -> Iterator[LeadEvent]:
         """keep_first: send the waiting leads, except one whose phone the dialer already holds
-        in its list (a lead sent before, whatever its key, even one gone from the CRM since)."""
-        assert self.ctx.phone_holders is not None
+        in its list (a lead sent before, whatever its key, even one gone from the CRM since).
+        Do-not-call: skip one whose phone is on the DNC for its list, first."""
         waiting, self.waiting = self.waiting, []
         pairs = [(lead.list_id, self.ctx.phone_of(lead.row)) for lead in waiting]
-        holders = self.ctx.phone_holders({pair for pair in pairs if all(pair)})
+        asked = {pair for pair in pairs if all(pair)}
+        holders = self.ctx.phone_holders(asked) if self.ctx.keep_first_phone \
+            and self.ctx.phone_holders is not None else {}
+        on_dnc = self.ctx.dnc(asked) if self.ctx.dnc is not None else {}
         for lead, pair in zip(waiting, pairs, strict=True):
+            reason = on_dnc.get(pair)
+            if reason is not None:
+                self.counts[lead.list_id, "dnc"] += 1
+                yield LeadSkipped(lead.list_id, lead.key, reason)
+                continue
             holder = next((key for key in holders.get(pair, ()) if key != lead.key), None)
             if holder is None:
                 yield from self._send(lead)

@@ -12,7 +12,14 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
-from reconciler.core.leads.merge import CHANGED, LeadBatch, LeadDrift, LeadEvent, LeadTotals
+from reconciler.core.leads.merge import (
+    CHANGED,
+    LeadBatch,
+    LeadDrift,
+    LeadEvent,
+    LeadSkipped,
+    LeadTotals,
+)
 from reconciler.core.model import Desired, Observed, Recorded
 from reconciler.core.plan import REJECTED_EARLIER, AddLeads, AddList, AdoptList, Note, Plan, Reject
 
@@ -50,6 +57,8 @@ def plan_leads(stream: Iterable[LeadEvent]) -> LeadPart:
     rejects: list[Reject] = []
     drift: dict[tuple[str, str], list[str]] = defaultdict(list)
     drift_counts: dict[tuple[str, str], int] = defaultdict(int)
+    skipped: dict[tuple[str, str], list[str]] = defaultdict(list)
+    skipped_counts: dict[tuple[str, str], int] = defaultdict(int)
     totals = LeadTotals({}, "")
     for event in stream:
         if isinstance(event, LeadBatch):
@@ -61,6 +70,11 @@ def plan_leads(stream: Iterable[LeadEvent]) -> LeadPart:
             drift_counts[where] += 1
             if len(drift[where]) < NOTE_KEYS_SHOWN:
                 drift[where].append(event.key)
+        elif isinstance(event, LeadSkipped):
+            where = (event.list_id, event.reason)
+            skipped_counts[where] += 1
+            if len(skipped[where]) < NOTE_KEYS_SHOWN:
+                skipped[where].append(event.key)
         else:
             totals = event
     notes = tuple(
@@ -71,6 +85,11 @@ def plan_leads(stream: Iterable[LeadEvent]) -> LeadPart:
              + "; the API has no update_lead, change them on the dialer",
              tuple(drift[list_id, topic]))
         for list_id, topic in sorted(drift)
+    ) + tuple(
+        Note("leads", list_id, "dnc_skipped",
+             f"{skipped_counts[list_id, reason]} lead(s) not sent: their phone is {reason}",
+             tuple(skipped[list_id, reason]))
+        for list_id, reason in sorted(skipped)
     )
     counts = tuple(sorted((list_id, state, n) for (list_id, state), n in totals.counts.items()))
     return LeadPart(tuple(ops), tuple(rejects), notes, counts, totals.digest)

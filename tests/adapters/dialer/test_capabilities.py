@@ -13,10 +13,12 @@ from reconciler.core.ports import DialerPort, offered
 from reconciler.core.replies import ActiveLists, ListAdded, UserAdded, UserUpdated
 from reconciler.core.vicidial_replies import (
     LeadAdded,
+    LeadUpdated,
     ListInfo,
     ListUpdated,
     UserDetails,
 )
+from reconciler.errors import DoesNotExist
 from reconciler.sandbox import ApiUser, SandboxData, SandboxDialer
 from tests.adapters.dialer.harness import CANARY_API
 
@@ -77,11 +79,20 @@ def test_every_offered_verb_works(dialect: Dialect, client: DialerPort) -> None:
                                              vendor_lead_code="CRM-1")
         assert [lead.lead_id for lead in found] == [lead_id]
         assert client.lead_finder.lead_all_info(lead_id=lead_id) == found
+    if client.lead_updater is not None:
+        assert lead_id is not None
+        updated = client.lead_updater.update_lead(status="DNC", lead_id=lead_id)
+        assert isinstance(updated, LeadUpdated) and updated.lead_id == lead_id
+        by_code = client.lead_updater.update_lead(status="DNC", vendor_lead_code="CRM-1")
+        assert by_code.lead_id == lead_id
+        with pytest.raises(DoesNotExist):
+            client.lead_updater.update_lead(status="DNC", lead_id="999999")
 
 
 def test_every_capability_flag_is_read_from_a_facet() -> None:
     """A new capability flag needs its facet in the port (and in `offered`), or this fails."""
     class Everything:
         user_reader = list_reader = list_updater = lead_sender = lead_finder = object()
+        lead_updater = object()
 
     assert all(vars(offered(Everything())).values())  # type: ignore[arg-type]

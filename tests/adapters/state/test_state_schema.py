@@ -20,8 +20,8 @@ from reconciler.cli.main import main
 from reconciler.errors import SchemaOutdated, StateError
 
 OUR_TABLES = {"state_targets", "shadow_users", "shadow_lists", "shadow_leads", "lead_batches",
-              "runs", "run_steps", "leases", "dialer_rejections", "sync_marks"}
-HEAD = "0006_targets"
+              "runs", "run_steps", "leases", "dialer_rejections", "sync_marks", "dnc_flags"}
+HEAD = "0007_dnc"
 
 
 @pytest.fixture
