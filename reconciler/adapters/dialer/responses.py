@@ -68,6 +68,9 @@ _SUBJECT_OF = {"update_user": "user", "list_info": "list"}
 # Positions of echoed passwords in plain-text data, by function (both dialects: add_user echoes
 # agent_pass after the agent_user, in its success and its required-fields error alike).
 SECRET_POSITIONS = {"add_user": (2,)}
+# Positions of a success's data that hold ids and phones, never a credential: read as they are,
+# even when one equals a password ("1234" is both the example password and a lead id).
+ID_POSITIONS = {"add_lead": (0, 1, 2, 3), "update_lead": (1,)}
 _UNREADABLE = object()
 
 
@@ -95,12 +98,16 @@ class _Context:
         phone numbers and ids that happen to contain a short password."""
         return MASK if value in self.secrets else value
 
-    def fields(self, data: str) -> tuple[str, ...]:
-        """`a|b|c` data, each field masked when it is a secret."""
+    def fields(self, data: str, ids: tuple[int, ...] = ()) -> tuple[str, ...]:
+        """`a|b|c` data, each field masked when it is a secret, but for the `ids` positions
+        when they hold digits only."""
         for secret in self.secrets:
             if "|" in secret:   # a secret that would be cut in two by the split
                 data = data.replace(secret, MASK)
-        return tuple(self.field(value) for value in data.split("|")) if data else ()
+        if not data:
+            return ()
+        return tuple(value if i in ids and value.isascii() and value.isdigit()
+                     else self.field(value) for i, value in enumerate(data.split("|")))
 
     def malformed(self, what: str) -> NoReturn:
         raise DialerMalformed(f"{self.function}: unreadable answer from the dialer ({what})",
@@ -228,7 +235,8 @@ def read_plain_line(
     context = _with_secrets(context, (raw_fields[i] for i in positions if i < len(raw_fields)))
     # Split again after redaction, so a secret spanning the separator is masked whole.
     message = _split_message(redact_text(rest, context.secrets))[0]
-    return PlainLine(function, succeeded, context.clean(message), context.fields(data),
+    ids = ID_POSITIONS.get(function, ()) if succeeded and head == function else ()
+    return PlainLine(function, succeeded, context.clean(message), context.fields(data, ids),
                      context.excerpt())
 
 

@@ -37,9 +37,6 @@ EXAMPLE_SPEC = next((p for p in (_PACKAGE / "specs" / "example.toml",
                                  _PACKAGE.parent / "specs" / "example.toml") if p.is_file()),
                     _PACKAGE.parent / "specs" / "example.toml")
 DEMO_API_USER, DEMO_API_PASSWORD = "api", "1234"   # the API document's own example values
-# Not a number: a password is masked in the dialer's answers, and VICIdial's answers carry
-# lead ids, one of which would be 1234.
-VICIDIAL_DEMO_PASSWORD = "demo-vicidial"  # noqa: S105 - sandbox data
 
 
 def register(sub: Any) -> None:
@@ -55,7 +52,7 @@ DEMO_FILES = ("crm.db", "state.db", "digest.key")
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    setup_logging(args, secrets=(DEMO_API_PASSWORD, VICIDIAL_DEMO_PASSWORD))
+    setup_logging(args, secrets=(DEMO_API_PASSWORD,))
     if args.dir:
         workdir = Path(args.dir)
         _start_over(workdir)
@@ -102,13 +99,12 @@ def run_demo(workdir: Path) -> int:
     # `targets` to route them).
     dialers = {"elision": sandbox_with_history(),
                "vicidial": SandboxDialer(SandboxData(api_users=(
-                   ApiUser(DEMO_API_USER, VICIDIAL_DEMO_PASSWORD),)), mode="vicidial")}
+                   ApiUser(DEMO_API_USER, DEMO_API_PASSWORD),)), mode="vicidial")}
     with ExitStack() as stack:
         servers = {name: stack.enter_context(start_background(dialer))
                    for name, dialer in dialers.items()}
-        passwords = {"elision": DEMO_API_PASSWORD, "vicidial": VICIDIAL_DEMO_PASSWORD}
         targets = tuple(DialerSettings(url=server.url, user=DEMO_API_USER,
-                                       password=passwords[name], source="demo", target=name,
+                                       password=DEMO_API_PASSWORD, source="demo", target=name,
                                        dialect=name)
                         for name, server in servers.items())
         settings = Settings(

@@ -126,6 +126,20 @@ def test_recorded_values() -> None:
         "USER HAS BEEN UPDATED", ("apiuser", "10000"))
 
 
+def test_a_lead_id_equal_to_the_password_is_read_not_masked() -> None:
+    # "1234" is the example password and, sooner or later, a lead id: the lead must not be left
+    # in doubt because its id looks like a credential.
+    body = "SUCCESS: add_lead LEAD HAS BEEN ADDED - 7275551212|1001|1234|-5.00|apiuser\n"
+    assert outcome("add_lead", body, {"1234"}) == LeadAdded(
+        "7275551212", "1001", "1234", "-5.00", "LEAD HAS BEEN ADDED")
+    updated = outcome("update_lead", "SUCCESS: update_lead LEAD HAS BEEN UPDATED - "
+                      "apiuser|1234\n", {"1234"})
+    assert updated.lead_id == "1234"
+    # Elsewhere a field equal to the password is still masked.
+    assert outcome("update_user", "SUCCESS: update_user USER HAS BEEN UPDATED - 1234|10000\n",
+                   {"1234"}) == UserUpdated("USER HAS BEEN UPDATED", ("***", "10000"))
+
+
 def test_echoed_agent_password_is_masked_even_when_rewritten() -> None:
     # VICIdial echoes the password it stored, which need not be the one sent.
     added = outcome("add_user", RECORDED[11].body, secrets={"99!99"})
