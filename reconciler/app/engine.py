@@ -18,12 +18,8 @@ from functools import partial
 import sqlalchemy as sa
 import structlog
 
-from reconciler.adapters.crm.leads import (
-    LeadMapper,
-    lead_list_ids,
-    shared_phones_later,
-    stream_leads,
-)
+from reconciler.adapters.crm.leads import LeadMapper, lead_list_ids, stream_lead_chunks
+from reconciler.adapters.crm.shared_phones import shared_phones_later
 from reconciler.adapters.crm.source import CrmUnavailable, read_desired
 from reconciler.adapters.dialer import requests
 from reconciler.adapters.dialer.dialects import Dialect
@@ -42,7 +38,7 @@ from reconciler.config.spec import ResourceSpec, Spec
 from reconciler.core import planner
 from reconciler.core.digests import keyed_digest
 from reconciler.core.leads.batching import BatchLimits
-from reconciler.core.leads.merge import LeadContext, LeadEvent, lead_events
+from reconciler.core.leads.merge import LeadContext, LeadEvent, lead_chunk_events
 from reconciler.core.leads.part import plan_leads, usable_lists, with_leads
 from reconciler.core.model import Desired, Observed, Recorded
 from reconciler.core.plan import AddLeads, Basis, Note, Plan, sealed
@@ -148,8 +144,9 @@ def batch_limits(settings: DialerSettings, one_by_one: bool = False) -> BatchLim
 def merged_leads(crm: sa.Engine, resource: ResourceSpec, book: LeadBook, lead_ctx: LeadContext,
                  settled: tuple[LeadSettlement, ...] = ()) -> Iterator[LeadEvent]:
     """The lead merge; `settled` are look-ups not yet written, planned as if they were."""
-    return lead_events(stream_leads(crm, resource),
-                       leads_settle.as_recorded(book.stream_recorded(), settled), lead_ctx)
+    return lead_chunk_events(
+        stream_lead_chunks(crm, resource),
+        leads_settle.as_recorded_chunks(book.stream_recorded_chunks(), settled), lead_ctx)
 
 
 def fill_in_lead_phones(ctx: Context) -> int:

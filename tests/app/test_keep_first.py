@@ -18,12 +18,8 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from reconciler.adapters.crm.leads import (
-    SPACES,
-    phone_digits,
-    shared_phones,
-    shared_phones_by_reading,
-)
+from reconciler.adapters.crm.leads import SPACES, phone_digits
+from reconciler.adapters.crm.shared_phones import shared_phones, shared_phones_by_reading
 from reconciler.adapters.state import db
 from reconciler.app import engine
 from reconciler.app.engine import apply_plan, gather_and_plan

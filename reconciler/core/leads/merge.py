@@ -11,20 +11,37 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from itertools import compress, count, islice, repeat
+from operator import ge, ne
 from typing import Any
 
 from reconciler.core.leads.batching import BatchLimits, OpenBatch, lead_cost
-from reconciler.core.model import UNCERTAIN_LEAD_STATUSES, DesiredLead, RecordedLead, RowRejection
+from reconciler.core.leads.chunks import (
+    CHUNK,
+    Cursor,
+    LeadOrderError,
+    StateCursor,
+    desired_chunks,
+    recorded_chunks,
+)
+from reconciler.core.model import (
+    UNCERTAIN_LEAD_STATUSES,
+    DesiredLead,
+    LeadChunk,
+    RecordedChunk,
+    RecordedLead,
+    RowRejection,
+)
 from reconciler.core.plan import Reject
-from reconciler.errors import ReconcilerError
 
 # What a lead in the CRM can be, against what we recorded of it.
 SENT, IN_DOUBT, REJECTED_BEFORE, GONE = "sent", "in_doubt", "rejected_before", "gone"
 CHANGED, MOVED = "changed_after_export", "moved_to_other_list"
 
 HELD_CHUNK = 500        # leads whose phones are checked against the dialer's in one question
+FIRST_RUN = 64          # leads compared in one step after a difference; doubles while equal
 
 LeadCheck = Callable[[Mapping[str, str]], list[tuple[str, str]]]
 # CRM row -> (the lead's fields as sent, fields that could not be read)
@@ -33,10 +50,6 @@ PhoneOf = Callable[[tuple[Any, ...]], str]
 Pair = tuple[str, str]                  # (list_id, phone as sent)
 # Pairs -> the keys of recorded leads the dialer holds (or may hold) with them, in key order.
 PhoneHolders = Callable[[Collection[Pair]], Mapping[Pair, tuple[str, ...]]]
-
-
-class LeadOrderError(ReconcilerError):
-    """A stream was not in key order: merging it would give a wrong plan."""
 
 
 @dataclass(frozen=True)
@@ -94,12 +107,19 @@ class _Merge:
     lists_sharing: frozenset[str] = frozenset()
     digest: hashlib._Hash = field(default_factory=hashlib.sha256)
     pending_digest: list[str] = field(default_factory=list)
+    sent_unchanged: Counter[str] = field(default_factory=Counter)     # list_id -> leads
 
     def remember(self, lead: DesiredLead) -> None:
         """Fold the lead into the digest of the desired state (by chunks: it runs per lead)."""
         self.pending_digest.append(f"{lead.key}\x1f{lead.digest}")
         if len(self.pending_digest) >= 5000:
             self._fold()
+
+    def unchanged(self, keys: list[str], list_ids: list[str], digests: list[str]) -> None:
+        """A run of leads sent before and unchanged since: counted and remembered at once."""
+        self.sent_unchanged.update(list_ids)
+        self.pending_digest.append("\x1e".join(map("\x1f".join, zip(keys, digests, strict=True))))
+        self._fold()
 
     def _fold(self) -> None:
         self.digest.update(("\x1e".join(self.pending_digest) + "\x1e").encode())
@@ -195,6 +215,8 @@ class _Merge:
 
     def finish(self) -> Iterator[LeadEvent]:
         self._fold()
+        for list_id, leads in self.sent_unchanged.items():
+            self.counts[list_id, SENT] += leads
         if self.waiting:
             yield from self._send_unless_held()
         for list_id in sorted(self.batches):
@@ -207,58 +229,116 @@ def lead_events(
     recorded: Iterable[RecordedLead],
     ctx: LeadContext,
 ) -> Iterator[LeadEvent]:
-    """One pass over both streams, in key order. Written as one loop: it runs per lead."""
+    """One pass over both streams, in key order, given lead by lead."""
+    return lead_chunk_events(desired_chunks(desired), recorded_chunks(recorded), ctx)
+
+
+def lead_chunk_events(
+    desired: Iterable[LeadChunk],
+    recorded: Iterable[RecordedChunk],
+    ctx: LeadContext,
+) -> Iterator[LeadEvent]:
+    """One pass over both streams, in key order, given a chunk at a time.
+
+    Where both streams go on with the same keys, a run of leads is compared in one step
+    (`_unchanged_run`); a lead that differs, a key on one side only and a duplicate key are
+    decided one by one (`_one_lead`).
+    """
     merge = _Merge(ctx)
-    counts = merge.counts
-    records = iter(recorded)
-    have = next(records, None)
-    rows = iter(desired)
-    upcoming = next(rows, None)
-    previous = ""
-    while upcoming is not None:
-        item, upcoming = upcoming, next(rows, None)
-        if isinstance(item, RowRejection):
-            yield Reject(item.resource, item.key, item.field, item.rule, item.row)
-            continue
-        key = item.key
-        if key < previous:
-            raise LeadOrderError(f"the CRM returned leads out of key order "
-                                 f"({key!r} after {previous!r})")
-        previous = key
-        group: list[DesiredLead | RowRejection] | None = None
-        if upcoming is not None and upcoming.key == key:
-            group = [item]
-            while upcoming is not None and upcoming.key == key:
-                group.append(upcoming)
-                upcoming = next(rows, None)
-        while have is not None and have.key < key:
-            counts[have.list_id, GONE] += 1
-            have = _next_recorded(records, have)
-        mine = None
-        if have is not None and have.key == key:
-            mine = have
-            have = _next_recorded(records, have)
-        if group is not None:
-            yield from _duplicate_key(key, len(group))
-        elif mine is not None and mine.status == SENT and mine.digest == item.digest:
-            # The common case, inlined: exported before and unchanged since.
-            counts[item.list_id, SENT] += 1
-            merge.remember(item)
-        else:
-            yield from merge.decide(item, mine)
-    while have is not None:
-        counts[have.list_id, GONE] += 1
-        have = _next_recorded(records, have)
+    crm, state = Cursor(desired, 4), StateCursor(recorded)
+    state.start()
+    previous = ""                               # the last CRM key merged
+    window = FIRST_RUN
+    while (ahead := crm.ensure(2)) > 0:
+        i, j = crm.at, state.at
+        if ahead > 1 and state.ensure(1) and crm.columns[0][i] == state.columns[0][j] \
+                and crm.columns[0][i] > previous:
+            run = min(ahead - 1, len(state.columns[0]) - j, window)
+            taken = yield from _unchanged_run(merge, crm, state, run)
+            if taken:
+                previous = crm.columns[0][i + taken - 1]
+                crm.at += taken
+                state.advance(taken)
+                window = min(2 * window, CHUNK) if taken == run else FIRST_RUN
+                continue
+        previous = yield from _one_lead(merge, crm, state, previous)
+    while state.ensure(1):
+        merge.counts[state.columns[1][state.at], GONE] += 1
+        state.advance(1)
     yield from merge.finish()
 
 
-def _next_recorded(records: Iterator[RecordedLead], current: RecordedLead
-                   ) -> RecordedLead | None:
-    following = next(records, None)
-    if following is not None and following.key < current.key:
-        raise LeadOrderError(f"the state database returned leads out of key order "
-                             f"({following.key!r} after {current.key!r})")
-    return following
+def _unchanged_run(merge: _Merge, crm: Cursor, state: StateCursor, run: int
+                   ) -> Generator[LeadEvent, None, int]:
+    """Up to `run` leads on which both streams have the same keys, rising strictly (no
+    duplicate, nothing out of order: those are left to `_one_lead`), and where the CRM's next
+    key differs from the last taken. Unchanged sent leads are counted in one step; the others
+    are decided one by one. Returns how many leads were taken."""
+    keys, lists, digests, rows = crm.columns
+    their_keys, their_lists, their_digests, statuses = state.columns
+    i, j = crm.at, state.at
+    mine = keys[i:i + run + 1]                  # and the next one: a duplicate of the last?
+    theirs = their_keys[j:j + run]
+    taken = next(compress(count(), map(ne, mine, theirs)), run)
+    taken = next(compress(count(), map(ge, mine, islice(mine, 1, taken + 1))), taken)
+    if not taken:
+        return 0
+    digests_now, digests_then = digests[i:i + taken], their_digests[j:j + taken]
+    statuses_then = statuses[j:j + taken]
+    if digests_now == digests_then and statuses_then.count(SENT) == taken:
+        differ: list[int] = []
+    else:
+        differ = sorted({*compress(count(), map(ne, digests_now, digests_then)),
+                         *compress(count(), map(ne, statuses_then, repeat(SENT)))})
+    start = 0
+    for at in (*differ, taken):
+        if at > start:
+            merge.unchanged(mine[start:at], lists[i + start:i + at], digests_now[start:at])
+        if at == taken:
+            break
+        yield from merge.decide(
+            DesiredLead(mine[at], lists[i + at], digests_now[at], rows[i + at]),
+            RecordedLead(mine[at], their_lists[j + at], digests_then[at], statuses_then[at]))
+        start = at + 1
+    return taken
+
+
+def _one_lead(merge: _Merge, crm: Cursor, state: StateCursor, previous: str
+              ) -> Generator[LeadEvent, None, str]:
+    """Merge the CRM's next lead (with any that share its key). Returns the last key merged."""
+    i = crm.at
+    key: str = crm.columns[0][i]
+    row = crm.columns[3][i]
+    if isinstance(row, RowRejection):
+        crm.at = i + 1
+        yield Reject(row.resource, row.key, row.field, row.rule, row.row)
+        return previous
+    if key < previous:
+        raise LeadOrderError(f"the CRM returned leads out of key order "
+                             f"({key!r} after {previous!r})")
+    rows = 1                                    # with this key
+    while crm.ensure(rows + 1) > rows and crm.columns[0][crm.at + rows] == key:
+        rows += 1
+    i = crm.at
+    lead = DesiredLead(key, crm.columns[1][i], crm.columns[2][i], crm.columns[3][i])
+    crm.at = i + rows
+    while state.ensure(1) and state.columns[0][state.at] < key:
+        merge.counts[state.columns[1][state.at], GONE] += 1
+        state.advance(1)
+    mine = None
+    if state.ensure(1) and state.columns[0][state.at] == key:
+        j = state.at
+        mine = RecordedLead(key, *(column[j] for column in state.columns[1:]))
+        state.advance(1)
+    if rows > 1:
+        yield from _duplicate_key(key, rows)
+    elif mine is not None and mine.status == SENT and mine.digest == lead.digest:
+        # The common case, inlined: exported before and unchanged since.
+        merge.counts[lead.list_id, SENT] += 1
+        merge.remember(lead)
+    else:
+        yield from merge.decide(lead, mine)
+    return key
 
 
 def _duplicate_key(key: str, rows: int) -> Iterator[Reject]:
