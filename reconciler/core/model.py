@@ -209,6 +209,8 @@ class RecordedChunk(NamedTuple):
     statuses: list[str]
 
 
+SENT_STATUS = "sent"                                 # a recorded lead the dialer took
+
 # A lead whose outcome on the dialer is unknown: a request carrying it may have reached the
 # dialer, and no answer was recorded. Never resent until a look-up or an operator settles it.
 UNCERTAIN_LEAD_STATUSES = frozenset({"pending", "sending", "in_doubt"})

@@ -3,6 +3,7 @@ gives: at chunk edges, with gone and new keys, duplicate keys, and streams out o
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -10,14 +11,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reconciler.core.leads.chunks import desired_chunks, recorded_chunks
+from reconciler.core.leads.chunks import desired_chunks, duplicate_key, recorded_chunks
 from reconciler.core.leads.merge import (
     GONE,
     SENT,
     LeadEvent,
     LeadOrderError,
     LeadTotals,
-    _duplicate_key,
     _Merge,
     lead_chunk_events,
 )
@@ -62,7 +62,7 @@ def lead_by_lead(desired: Iterable[DesiredLead | RowRejection],
         if have is not None and have.key == key:
             mine, have = have, following(have)
         if group > 1:
-            yield from _duplicate_key(key, group)
+            yield from duplicate_key(key, group)
         else:
             yield from merge.decide(item, mine)
     while have is not None:
@@ -97,7 +97,7 @@ SIZES = [(1, 1), (2, 3), (4, 4), (5, 2), (7, 100), (5000, 5000)]
 
 
 def keys(count: int) -> list[str]:
-    return [f"k{n:03d}" for n in range(count)]
+    return [f"k{n:05d}" for n in range(count)]
 
 
 def unchanged(count: int) -> tuple[list[DesiredLead | RowRejection], list[RecordedLead]]:
@@ -136,7 +136,7 @@ def test_a_key_only_the_crm_has_is_sent_amid_unchanged_leads(where: int) -> None
 
 
 @pytest.mark.parametrize("where", [2, 3, 4, 7])
-def test_a_duplicate_key_across_a_chunk_edge_sends_neither_row(where: int) -> None:
+def test_aduplicate_key_across_a_chunk_edge_sends_neither_row(where: int) -> None:
     desired, recorded = unchanged(10)
     desired.insert(where + 1, crm(keys(10)[where], digest="d1"))
     case = Case("", desired, recorded)
@@ -203,3 +203,17 @@ def streams(draw: st.DrawFn) -> Case:
 def test_chunked_merge_is_the_lead_by_lead_merge(case: Case, crm_chunk: int,
                                                   state_chunk: int) -> None:
     assert_same_as_lead_by_lead(case, [(crm_chunk, state_chunk), (5000, 5000)])
+
+
+@pytest.mark.parametrize("leads", [0, 3, 4999, 5000, 5001, 10000])
+def test_the_digest_of_the_desired_leads_is_the_one_plans_saved_before_hold(leads: int) -> None:
+    """Folded lead by lead, 5,000 at a time, each followed by a separator, and one more at the
+    end when the last fold left none: the plan basis of a saved plan stays current."""
+    desired, recorded = unchanged(leads)
+    middle = keys(leads)[leads // 2:][:1]
+    desired[leads // 2:leads // 2 + 1] = [crm(key, digest="d2") for key in middle]
+    folded = "".join(f"{lead.key}\x1f{lead.digest}\x1e" for lead in desired
+                     if isinstance(lead, DesiredLead))
+    before = hashlib.sha256((folded + ("\x1e" if leads % 5000 == 0 else "")).encode())
+    for sizes in [(5000, 5000), (7, 3)]:
+        assert chunked(Case("", desired, recorded), *sizes)[2] == before.hexdigest()

@@ -1,30 +1,34 @@
 """Plan leads: merge the CRM's and the state's key-ordered streams. Pure and bounded in memory.
 
-Both inputs arrive sorted by key (byte order), so one pass decides every lead while holding
-only the open batch of each list, the phones several CRM leads of a list share (for the
-duplicate policy), up to `HELD_CHUNK` leads waiting for their phone to be checked against
-what the dialer holds, and counters. The same generator serves `plan` (which keeps only keys
-and counts) and `apply` (which sends each batch as it is produced), so both always agree.
+Both inputs arrive sorted by key (byte order), a chunk at a time, so one pass decides every
+lead while holding only a chunk of each stream, the open batch of each list, the phones
+several CRM leads of a list share (for the duplicate policy, asked once a lead is about to be
+sent), up to `HELD_CHUNK` leads waiting for their phone to be checked against what the dialer
+holds, and counters. Runs of leads sent and unchanged since are counted in one step. The same
+generator serves `plan` (which keeps only keys and counts) and `apply` (which sends each batch
+as it is produced), so both always agree.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from collections.abc import Callable, Collection, Generator, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from itertools import compress, count, islice, repeat
-from operator import ge, ne
 from typing import Any
 
 from reconciler.core.leads.batching import BatchLimits, OpenBatch, lead_cost
 from reconciler.core.leads.chunks import (
     CHUNK,
     Cursor,
-    LeadOrderError,
     StateCursor,
     desired_chunks,
+    one_lead,
     recorded_chunks,
+    unchanged_run,
+)
+from reconciler.core.leads.chunks import (
+    LeadOrderError as LeadOrderError,  # raised from here for the callers of the merge
 )
 from reconciler.core.model import (
     UNCERTAIN_LEAD_STATUSES,
@@ -41,6 +45,7 @@ SENT, IN_DOUBT, REJECTED_BEFORE, GONE = "sent", "in_doubt", "rejected_before", "
 CHANGED, MOVED = "changed_after_export", "moved_to_other_list"
 
 HELD_CHUNK = 500        # leads whose phones are checked against the dialer's in one question
+DIGEST_FOLD = 5000      # leads folded into the digest of the desired state at once
 FIRST_RUN = 64          # leads compared in one step after a difference; doubles while equal
 
 LeadCheck = Callable[[Mapping[str, str]], list[tuple[str, str]]]
@@ -61,8 +66,8 @@ class LeadContext:
     phone_of: PhoneOf                     # the normalised phone, for the duplicate policy
     check: LeadCheck                      # the dialer's field rules for one lead
     keep_first_phone: bool = True
-    # keep_first, asked of the CRM: waits for, then gives, (list, phone) -> the key that keeps
-    # it, for phones shared by several leads of a list.
+    # keep_first, asked of the CRM on the first lead about to be sent: (list, phone) -> the key
+    # that keeps it, for phones shared by several leads of a list.
     shared_phones: Callable[[], Mapping[Pair, str]] | None = None
     # keep_first, asked of the state: which sent leads already hold a phone in a list.
     phone_holders: PhoneHolders | None = None
@@ -107,23 +112,31 @@ class _Merge:
     lists_sharing: frozenset[str] = frozenset()
     digest: hashlib._Hash = field(default_factory=hashlib.sha256)
     pending_digest: list[str] = field(default_factory=list)
+    remembered: int = 0
     sent_unchanged: Counter[str] = field(default_factory=Counter)     # list_id -> leads
 
     def remember(self, lead: DesiredLead) -> None:
         """Fold the lead into the digest of the desired state (by chunks: it runs per lead)."""
         self.pending_digest.append(f"{lead.key}\x1f{lead.digest}")
-        if len(self.pending_digest) >= 5000:
+        self.remembered += 1
+        if len(self.pending_digest) >= DIGEST_FOLD:
             self._fold()
+
+    def gone(self, list_id: str) -> None:
+        self.counts[list_id, GONE] += 1
 
     def unchanged(self, keys: list[str], list_ids: list[str], digests: list[str]) -> None:
         """A run of leads sent before and unchanged since: counted and remembered at once."""
         self.sent_unchanged.update(list_ids)
+        self._fold()
         self.pending_digest.append("\x1e".join(map("\x1f".join, zip(keys, digests, strict=True))))
+        self.remembered += len(keys)
         self._fold()
 
     def _fold(self) -> None:
-        self.digest.update(("\x1e".join(self.pending_digest) + "\x1e").encode())
-        self.pending_digest.clear()
+        if self.pending_digest:
+            self.digest.update(("\x1e".join(self.pending_digest) + "\x1e").encode())
+            self.pending_digest.clear()
 
     def decide(self, lead: DesiredLead, have: RecordedLead | None) -> tuple[LeadEvent, ...]:
         """What to do with one lead. Returns events; usually none (unchanged, already sent)."""
@@ -215,6 +228,10 @@ class _Merge:
 
     def finish(self) -> Iterator[LeadEvent]:
         self._fold()
+        if self.remembered % DIGEST_FOLD == 0:
+            # The digest as folded lead by lead, DIGEST_FOLD at a time, has one separator more
+            # then: kept, so that a plan saved before runs were compared at once stays current.
+            self.digest.update(b"\x1e")
         for list_id, leads in self.sent_unchanged.items():
             self.counts[list_id, SENT] += leads
         if self.waiting:
@@ -241,8 +258,8 @@ def lead_chunk_events(
     """One pass over both streams, in key order, given a chunk at a time.
 
     Where both streams go on with the same keys, a run of leads is compared in one step
-    (`_unchanged_run`); a lead that differs, a key on one side only and a duplicate key are
-    decided one by one (`_one_lead`).
+    (`unchanged_run`); a lead that differs, a key on one side only and a duplicate key are
+    decided one by one (`one_lead`).
     """
     merge = _Merge(ctx)
     crm, state = Cursor(desired, 4), StateCursor(recorded)
@@ -254,94 +271,15 @@ def lead_chunk_events(
         if ahead > 1 and state.ensure(1) and crm.columns[0][i] == state.columns[0][j] \
                 and crm.columns[0][i] > previous:
             run = min(ahead - 1, len(state.columns[0]) - j, window)
-            taken = yield from _unchanged_run(merge, crm, state, run)
+            taken = yield from unchanged_run(merge, crm, state, run)
             if taken:
                 previous = crm.columns[0][i + taken - 1]
                 crm.at += taken
                 state.advance(taken)
                 window = min(2 * window, CHUNK) if taken == run else FIRST_RUN
                 continue
-        previous = yield from _one_lead(merge, crm, state, previous)
+        previous = yield from one_lead(merge, crm, state, previous)
     while state.ensure(1):
-        merge.counts[state.columns[1][state.at], GONE] += 1
+        merge.gone(state.columns[1][state.at])
         state.advance(1)
     yield from merge.finish()
-
-
-def _unchanged_run(merge: _Merge, crm: Cursor, state: StateCursor, run: int
-                   ) -> Generator[LeadEvent, None, int]:
-    """Up to `run` leads on which both streams have the same keys, rising strictly (no
-    duplicate, nothing out of order: those are left to `_one_lead`), and where the CRM's next
-    key differs from the last taken. Unchanged sent leads are counted in one step; the others
-    are decided one by one. Returns how many leads were taken."""
-    keys, lists, digests, rows = crm.columns
-    their_keys, their_lists, their_digests, statuses = state.columns
-    i, j = crm.at, state.at
-    mine = keys[i:i + run + 1]                  # and the next one: a duplicate of the last?
-    theirs = their_keys[j:j + run]
-    taken = next(compress(count(), map(ne, mine, theirs)), run)
-    taken = next(compress(count(), map(ge, mine, islice(mine, 1, taken + 1))), taken)
-    if not taken:
-        return 0
-    digests_now, digests_then = digests[i:i + taken], their_digests[j:j + taken]
-    statuses_then = statuses[j:j + taken]
-    if digests_now == digests_then and statuses_then.count(SENT) == taken:
-        differ: list[int] = []
-    else:
-        differ = sorted({*compress(count(), map(ne, digests_now, digests_then)),
-                         *compress(count(), map(ne, statuses_then, repeat(SENT)))})
-    start = 0
-    for at in (*differ, taken):
-        if at > start:
-            merge.unchanged(mine[start:at], lists[i + start:i + at], digests_now[start:at])
-        if at == taken:
-            break
-        yield from merge.decide(
-            DesiredLead(mine[at], lists[i + at], digests_now[at], rows[i + at]),
-            RecordedLead(mine[at], their_lists[j + at], digests_then[at], statuses_then[at]))
-        start = at + 1
-    return taken
-
-
-def _one_lead(merge: _Merge, crm: Cursor, state: StateCursor, previous: str
-              ) -> Generator[LeadEvent, None, str]:
-    """Merge the CRM's next lead (with any that share its key). Returns the last key merged."""
-    i = crm.at
-    key: str = crm.columns[0][i]
-    row = crm.columns[3][i]
-    if isinstance(row, RowRejection):
-        crm.at = i + 1
-        yield Reject(row.resource, row.key, row.field, row.rule, row.row)
-        return previous
-    if key < previous:
-        raise LeadOrderError(f"the CRM returned leads out of key order "
-                             f"({key!r} after {previous!r})")
-    rows = 1                                    # with this key
-    while crm.ensure(rows + 1) > rows and crm.columns[0][crm.at + rows] == key:
-        rows += 1
-    i = crm.at
-    lead = DesiredLead(key, crm.columns[1][i], crm.columns[2][i], crm.columns[3][i])
-    crm.at = i + rows
-    while state.ensure(1) and state.columns[0][state.at] < key:
-        merge.counts[state.columns[1][state.at], GONE] += 1
-        state.advance(1)
-    mine = None
-    if state.ensure(1) and state.columns[0][state.at] == key:
-        j = state.at
-        mine = RecordedLead(key, *(column[j] for column in state.columns[1:]))
-        state.advance(1)
-    if rows > 1:
-        yield from _duplicate_key(key, rows)
-    elif mine is not None and mine.status == SENT and mine.digest == lead.digest:
-        # The common case, inlined: exported before and unchanged since.
-        merge.counts[lead.list_id, SENT] += 1
-        merge.remember(lead)
-    else:
-        yield from merge.decide(lead, mine)
-    return key
-
-
-def _duplicate_key(key: str, rows: int) -> Iterator[Reject]:
-    """One key on several rows: which one is meant? None of them is sent."""
-    for _ in range(rows):
-        yield Reject("leads", key, "lead_key", f"duplicate key: {rows} CRM rows share it")
