@@ -28,6 +28,7 @@ from reconciler.adapters.dialer.transport import encoded_size, login_of
 from reconciler.adapters.state.leads import LeadBook, LeadSettlement
 from reconciler.adapters.state.store import StateStore
 from reconciler.app import lead_phones
+from reconciler.app.collections_paced import paced
 from reconciler.app.progress import progress_bar
 from reconciler.apply import leads_settle
 from reconciler.apply.executor import Executor, RunReport
@@ -144,9 +145,9 @@ def batch_limits(settings: DialerSettings, one_by_one: bool = False) -> BatchLim
 def merged_leads(crm: sa.Engine, resource: ResourceSpec, book: LeadBook, lead_ctx: LeadContext,
                  settled: tuple[LeadSettlement, ...] = ()) -> Iterator[LeadEvent]:
     """The lead merge; `settled` are look-ups not yet written, planned as if they were."""
-    return lead_chunk_events(
+    return paced(lead_chunk_events(
         stream_lead_chunks(crm, resource),
-        leads_settle.as_recorded_chunks(book.stream_recorded_chunks(), settled), lead_ctx)
+        leads_settle.as_recorded_chunks(book.stream_recorded_chunks(), settled), lead_ctx))
 
 
 def fill_in_lead_phones(ctx: Context) -> int:
