@@ -93,7 +93,7 @@ class Decisions(Protocol[E_co]):
 
 
 def unchanged_run(merge: Decisions[E], crm: Cursor, state: StateCursor, run: int
-                   ) -> Generator[E | Reject, None, int]:
+                  ) -> Generator[E | Reject, None, int]:
     """Up to `run` leads on which both streams have the same keys, rising strictly (no
     duplicate, nothing out of order: those are left to `one_lead`), and where the CRM's next
     key differs from the last taken. Unchanged sent leads are counted in one step; the others
@@ -128,7 +128,7 @@ def unchanged_run(merge: Decisions[E], crm: Cursor, state: StateCursor, run: int
 
 
 def one_lead(merge: Decisions[E], crm: Cursor, state: StateCursor, previous: str
-              ) -> Generator[E | Reject, None, str]:
+             ) -> Generator[E | Reject, None, str]:
     """Merge the CRM's next lead (with any that share its key). Returns the last key merged."""
     i = crm.at
     key: str = crm.columns[0][i]
