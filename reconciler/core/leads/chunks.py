@@ -52,7 +52,7 @@ class Cursor:
             if chunk is None:
                 break
             if at == len(columns[0]):     # the usual case: nothing left of the chunk before
-                columns = [list(column) for column in chunk]
+                columns = [column if type(column) is list else list(column) for column in chunk]
             else:
                 columns = [old[at:] + list(new) for old, new in zip(columns, chunk, strict=True)]
             at = 0
