@@ -34,6 +34,14 @@ def binary_key_order(expression: Any, dialect: str, *, is_text: bool = False) ->
 
 def stream_rows(conn: sa.Connection, statement: sa.Select[Any]) -> Iterator[tuple[Any, ...]]:
     """Every row of `statement` as a tuple, fetched in chunks. Runs inside `conn`'s transaction.
+    """
+    for chunk in stream_chunks(conn, statement):
+        yield from chunk
+
+
+def stream_chunks(conn: sa.Connection, statement: sa.Select[Any]
+                  ) -> Iterator[list[tuple[Any, ...]]]:
+    """The rows of `statement` as lists of up to CHUNK tuples, as the driver fetches them.
 
     A driver error is raised as the SQLAlchemy exception that SQLAlchemy's own cursors raise
     for it (sa.exc.OperationalError ...), so that callers handle database errors one way.
@@ -49,7 +57,7 @@ def stream_rows(conn: sa.Connection, statement: sa.Select[Any]) -> Iterator[tupl
         try:
             cursor.execute(sql)
             while chunk := cursor.fetchmany(CHUNK):
-                yield from chunk
+                yield chunk
         except BaseException:
             with suppress(driver_error):    # on a lost connection: report why it was lost
                 cursor.close()

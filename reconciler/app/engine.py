@@ -19,13 +19,9 @@ import sqlalchemy as sa
 import structlog
 
 from reconciler.adapters.crm.dnc import DncSource
-from reconciler.adapters.crm.leads import (
-    LeadMapper,
-    lead_list_ids,
-    shared_phones_later,
-    stream_leads,
-)
+from reconciler.adapters.crm.leads import LeadMapper, lead_list_ids, stream_lead_chunks
 from reconciler.adapters.crm.routing import route_rejections
+from reconciler.adapters.crm.shared_phones import shared_phones_later
 from reconciler.adapters.crm.source import CrmUnavailable, read_desired
 from reconciler.adapters.dialer import requests
 from reconciler.adapters.dialer.dialects import Dialect
@@ -35,6 +31,7 @@ from reconciler.adapters.state.dnc import DncBook
 from reconciler.adapters.state.leads import LeadBook, LeadSettlement
 from reconciler.adapters.state.store import StateStore
 from reconciler.app import dnc, incremental, lead_phones
+from reconciler.app.collections_paced import paced
 from reconciler.app.incremental import LeadRead
 from reconciler.app.progress import progress_bar
 from reconciler.apply import leads_settle
@@ -47,7 +44,7 @@ from reconciler.config.spec import ResourceSpec, Spec
 from reconciler.core import planner
 from reconciler.core.digests import keyed_digest
 from reconciler.core.leads.batching import BatchLimits
-from reconciler.core.leads.merge import LeadContext, LeadEvent, lead_events
+from reconciler.core.leads.merge import LeadContext, LeadEvent, lead_chunk_events, lead_events
 from reconciler.core.leads.part import plan_leads, usable_lists, with_leads
 from reconciler.core.model import Desired, Observed, Recorded
 from reconciler.core.plan import AddLeads, Basis, Note, Plan, Reject, sealed
@@ -197,9 +194,11 @@ def merged_leads(crm: sa.Engine, resource: ResourceSpec, book: LeadBook, lead_ct
     incremental `read` merges the changed rows with the recorded leads of their keys only."""
     if read is not None and read.since is not None:
         assert not settled                  # look-ups make the pass a full one (choose_pass)
-        return lead_events(*incremental.changed_leads(crm, resource, book.store, read), lead_ctx)
-    return lead_events(stream_leads(crm, resource),
-                       leads_settle.as_recorded(book.stream_recorded(), settled), lead_ctx)
+        return paced(lead_events(*incremental.changed_leads(crm, resource, book.store, read),
+                                 lead_ctx))
+    return paced(lead_chunk_events(
+        stream_lead_chunks(crm, resource),
+        leads_settle.as_recorded_chunks(book.stream_recorded_chunks(), settled), lead_ctx))
 
 
 def fill_in_lead_phones(ctx: Context) -> int:

@@ -21,7 +21,8 @@ import sqlalchemy as sa
 import structlog
 
 from reconciler.adapters.crm.changes import ChangeMark, high_water, shared_phones_of_changes
-from reconciler.adapters.crm.leads import SharedPhones, stream_leads
+from reconciler.adapters.crm.leads import stream_leads
+from reconciler.adapters.crm.shared_phones import SharedPhones
 from reconciler.adapters.state import marks
 from reconciler.adapters.state.store import StateStore
 from reconciler.config.spec import ResourceSpec

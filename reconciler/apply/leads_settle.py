@@ -32,7 +32,13 @@ from reconciler.adapters.state.leads import DoubtfulLead, LeadBook, LeadSettleme
 from reconciler.adapters.state.store import now
 from reconciler.config.settings import DialerSettings
 from reconciler.config.spec import ResourceSpec
-from reconciler.core.model import UNCERTAIN_LEAD_STATUSES, DesiredLead, RecordedLead
+from reconciler.core.leads.chunks import recorded_chunks, recorded_leads
+from reconciler.core.model import (
+    UNCERTAIN_LEAD_STATUSES,
+    DesiredLead,
+    RecordedChunk,
+    RecordedLead,
+)
 from reconciler.core.plan import Plan, SettleLeads
 from reconciler.core.ports import DialerPort, lacking
 from reconciler.errors import DialerError, DialerUnavailable
@@ -161,6 +167,14 @@ def as_recorded(recorded: Iterable[RecordedLead], settlements: Iterable[LeadSett
         elif found.dialer_lead_id is not None:
             yield lead._replace(status="sent")
         # not found: as if never sent; it is planned to be sent again
+
+
+def as_recorded_chunks(recorded: Iterable[RecordedChunk],
+                       settlements: Sequence[LeadSettlement]) -> Iterator[RecordedChunk]:
+    """`as_recorded`, for the recorded stream read a chunk at a time."""
+    if not settlements:
+        return iter(recorded)
+    return recorded_chunks(as_recorded(recorded_leads(recorded), settlements))
 
 
 def as_op(settlements: Iterable[LeadSettlement]) -> SettleLeads:

@@ -189,6 +189,29 @@ class RecordedLead(NamedTuple):
     status: str                                      # as in reconciler.adapters.state.leads
 
 
+class LeadChunk(NamedTuple):
+    """Consecutive CRM leads, column by column, in key order: compared a chunk at a time.
+
+    A row that could not be read has the key "" and its RowRejection in `rows`.
+    """
+
+    keys: list[str]
+    list_ids: list[str]
+    digests: list[str]
+    rows: list[Any]                                  # tuple[Any, ...] | RowRejection
+
+
+class RecordedChunk(NamedTuple):
+    """Consecutive recorded leads, column by column, in key order."""
+
+    keys: list[str]
+    list_ids: list[str]
+    digests: list[str]
+    statuses: list[str]
+
+
+SENT_STATUS = "sent"                                 # a recorded lead the dialer took
+
 # A lead whose outcome on the dialer is unknown: a request carrying it may have reached the
 # dialer, and no answer was recorded. Never resent until a look-up or an operator settles it.
 UNCERTAIN_LEAD_STATUSES = frozenset({"pending", "sending", "in_doubt"})

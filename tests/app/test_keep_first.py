@@ -18,12 +18,8 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from reconciler.adapters.crm.leads import (
-    SPACES,
-    phone_digits,
-    shared_phones,
-    shared_phones_by_reading,
-)
+from reconciler.adapters.crm.leads import SPACES, phone_digits
+from reconciler.adapters.crm.shared_phones import shared_phones, shared_phones_by_reading
 from reconciler.adapters.state import db
 from reconciler.app import engine
 from reconciler.app.engine import apply_plan, gather_and_plan
@@ -301,3 +297,31 @@ def test_fill_in_keeps_a_saved_plan_honest(
         assert engine.fill_in_lead_phones(ctx) == 1
         assert gather_and_plan(ctx).plan.basis.state_version != before
 
+
+
+# --- the CRM is asked about shared phones only when a lead is about to be sent ---------------
+
+def test_the_crm_groups_phones_only_when_a_lead_is_about_to_be_sent(
+    sandbox: SandboxDialer, sqlite_state: sa.Engine, tmp_path: Path
+) -> None:
+    crm = make_crm(tmp_path, [], LISTS, [lead(1, phone=PHONE), lead(2), lead(3)])
+    statements: list[str] = []
+
+    def grouping() -> int:
+        return sum("GROUP BY" in sql for sql in statements)
+
+    with engine_context(sandbox, sqlite_state, crm, tmp_path) as ctx:
+        sa.event.listen(ctx.crm, "checkout", lambda driver, *_: driver.set_trace_callback(
+            statements.append))
+        run(ctx)
+        assert grouping() >= 1                               # new leads: asked
+        statements.clear()
+        crm_execute(crm, "UPDATE crm_leads SET city = 'York' WHERE id = 2")   # drift only
+        plan = gather_and_plan(ctx).plan
+        assert not plan.has_changes and grouping() == 0      # nothing to send: never asked
+        crm_execute(crm, "INSERT INTO crm_leads (id, list_id, phone) VALUES (4, '1101', :p)",
+                    p=PHONE)
+        plan = gather_and_plan(ctx).plan
+        assert grouping() == 1
+        assert duplicate_rejects(plan) == {
+            "4": "duplicate phone in list 1101: lead 1 has it and comes first"}

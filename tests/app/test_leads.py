@@ -222,7 +222,7 @@ def test_a_saved_plan_sends_exactly_the_planned_batches(
 def test_shared_phones_are_found_by_the_database_alike_on_both_backends(
     database_url: str, tmp_path: Path
 ) -> None:
-    from reconciler.adapters.crm.leads import shared_phones, shared_phones_by_reading
+    from reconciler.adapters.crm.shared_phones import shared_phones, shared_phones_by_reading
     from reconciler.config.spec import load_spec
 
     engine = democrm.create_crm(database_url, [], LISTS, [

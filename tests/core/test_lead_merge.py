@@ -144,15 +144,18 @@ CASES = [
 
 
 def merge(case: Case) -> list[LeadEvent]:
+    return list(lead_events(case.desired, case.recorded, context(case)))
+
+
+def context(case: Case) -> LeadContext:
     holders = case.holders
-    ctx = LeadContext(
+    return LeadContext(
         case.usable, case.blockers, BatchLimits(case.max_leads, case.max_bytes, 0),
         fields_of, lambda row: str(row[2]), digits_only,
         keep_first_phone=case.shared is not None or holders is not None,
         shared_phones=(lambda: case.shared or {}) if case.shared is not None else None,
         phone_holders=(lambda pairs: {p: holders[p] for p in pairs if p in holders})
         if holders is not None else None)
-    return list(lead_events(case.desired, case.recorded, ctx))
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])

@@ -15,12 +15,10 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from reconciler.adapters.crm.leads import (
-    LeadMapper,
+from reconciler.adapters.crm.leads import LeadMapper, lead_source, lead_statement
+from reconciler.adapters.crm.shared_phones import (
     SharedPhones,
-    _plain_phone_mapping,
-    lead_source,
-    lead_statement,
+    plain_phone_mapping,
     shared_phones,
     shared_phones_by_reading,
 )
@@ -91,7 +89,7 @@ def shared_phones_of_changes(engine: sa.Engine, resource: ResourceSpec, since: A
                 pairs.add((list_id, phone))
     if not pairs:
         return {}
-    if _plain_phone_mapping(resource) and engine.dialect.name in ("sqlite", "postgresql"):
+    if plain_phone_mapping(resource) and engine.dialect.name in ("sqlite", "postgresql"):
         if len(pairs) <= PAIRS_ASKED:
             return shared_phones(engine, resource, pairs)
         found = shared_phones(engine, resource)

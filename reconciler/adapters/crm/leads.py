@@ -2,30 +2,29 @@
 
 Leads come in millions, so nothing here holds them all: rows are streamed in byte order of the
 key (the order Python compares strings in, so the planner can merge this stream with the
-recorded one), and only the key, the list and a digest of the row are read from each. The
-fields are mapped (`LeadMapper.fields`) only for the leads about to be sent: a plan over a
-million unchanged leads does a million digests, not seven million conversions.
+recorded one), a chunk at a time, and only the key, the list and a digest of the row are
+read from each (`LeadMapper.chunk`: a column at once where the column is plain). The fields are
+mapped (`LeadMapper.fields`) only for the leads about to be sent: a plan over a million
+unchanged leads does a million digests, not seven million conversions.
 
-A phone is compared as the dialer stores it (`phone_digits`): the CRM database finds the phones
-shared in a list with that very rule in SQL (`shared_phones`), or, when it cannot,
-`shared_phones_by_reading` finds them in Python; both give the same answer.
+A phone is compared as the dialer stores it (`phone_digits`); the phones several leads of a
+list share are found in `reconciler.adapters.crm.shared_phones`.
 """
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Callable, Collection, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
-from functools import cache, partial
+from collections.abc import Iterable, Iterator, Mapping
+from functools import partial
 from hashlib import blake2b
+from operator import itemgetter, methodcaller
 from typing import Any
 
 import sqlalchemy as sa
 
 from reconciler.adapters.crm.source import CrmUnavailable, convert, read_only_connection
-from reconciler.adapters.keyorder import binary_key_order, stream_rows
+from reconciler.adapters.keyorder import binary_key_order, stream_chunks
 from reconciler.config.spec import LEAD_KEY, FieldSource, ResourceSpec
-from reconciler.core.model import DesiredLead, RowRejection
+from reconciler.core.model import DesiredLead, LeadChunk, RowRejection
 
 _PHONE_FIELDS = frozenset({"phone_number", "alt_phone", "phone_code"})
 # Every character Python counts as a space (str.strip, str.isspace): tab, CR, LF, the
@@ -34,8 +33,6 @@ SPACES = ("\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003
           "\u2005\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000")
 PHONE_MARKS = "+-.()/"
 _PHONE_DROPPED = str.maketrans("", "", SPACES + PHONE_MARKS)
-# Where the shared phones can be found by the database with exactly the Python rule.
-_SQL_DIALECTS = ("sqlite", "postgresql")
 
 
 def phone_digits(text: str) -> str:
@@ -98,6 +95,53 @@ class LeadMapper:
                 values[name] = phone_digits(value) if name in _PHONE_FIELDS else value
         return values, problems
 
+    def chunk(self, rows: list[tuple[Any, ...]]) -> LeadChunk:
+        """Key, list and digest of each row, as `key` and `list_id` read them, a chunk at once.
+
+        A row whose key cannot be read gets the key "" and its RowRejection in `rows`.
+        """
+        keys = self._plain_column(self._key, rows, blank_ok=False)
+        list_ids = self._plain_column(self._list, rows, blank_ok=True)
+        if keys is None or list_ids is None:
+            return self._chunk_row_by_row(rows)
+        return LeadChunk(keys, list_ids, row_digests(rows), rows)
+
+    @staticmethod
+    def _plain_column(located: tuple[FieldSource, int | None, bool], rows: list[tuple[Any, ...]],
+                      *, blank_ok: bool) -> list[str] | None:
+        """A column of whole numbers, or of text without spaces around it, read in one step,
+        exactly as `key` / `list_id` read each value; None when the chunk holds anything else.
+        """
+        source, i, plain = located
+        if source.value is not None and (source.value or blank_ok):
+            return [source.value] * len(rows)
+        if not plain or i is None or not rows:
+            return None
+        raw = list(map(itemgetter(i), rows))
+        kinds = set(map(type, raw))
+        if kinds == {int}:
+            return list(map(str, raw))
+        if kinds == {str} and raw == list(map(str.strip, raw)) \
+                and ((blank_ok and source.default is None) or "" not in raw):
+            return raw
+        return None
+
+    def _chunk_row_by_row(self, rows: list[tuple[Any, ...]]) -> LeadChunk:
+        chunk = LeadChunk([], [], [], [])
+        for row in rows:
+            try:
+                key, list_id = self.key(row), self.list_id(row)
+            except ValueError as exc:
+                key, list_id, rejection = "", "", RowRejection("leads", "", LEAD_KEY, str(exc), 0)
+            else:
+                if not key:
+                    rejection = RowRejection("leads", "", LEAD_KEY, "is required", 0)
+            chunk.keys.append(key)
+            chunk.list_ids.append(list_id)
+            chunk.digests.append(row_digest(row) if key else "")
+            chunk.rows.append(row if key else rejection)
+        return chunk
+
     @staticmethod
     def _value(located: tuple[FieldSource, int | None, bool], row: tuple[Any, ...]
                ) -> str | None:
@@ -141,141 +185,24 @@ def lead_statement(resource: ResourceSpec, dialect: str, since: Any = None) -> s
     return statement
 
 
-SharedPhones = dict[tuple[str, str], str]
-
-
-def shared_phones_later(engine: sa.Engine, resource: ResourceSpec
-                        ) -> Callable[[], SharedPhones]:
-    """The phones several leads of a list share; call the result to get them.
-
-    Asked of the database when it can (`shared_phones`), started now on a thread of its own:
-    the database does the work and releases the interpreter meanwhile, so it overlaps the merge.
-    Otherwise read by reconciler (`shared_phones_by_reading`), once, when first needed.
-    """
-    if not (_plain_phone_mapping(resource) and engine.dialect.name in _SQL_DIALECTS):
-        return cache(partial(shared_phones_by_reading, engine, resource))
-    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shared-phones")
-    future = pool.submit(shared_phones, engine, resource)
-    pool.shutdown(wait=False)
-    return future.result
-
-
-def _plain_phone_mapping(resource: ResourceSpec) -> bool:
-    plain = [resource.fields[name] for name in ("list_id", "phone_number", LEAD_KEY)]
-    return not any(s.column is None or s.value is not None or s.default is not None or s.map
-                   or s.yes_no for s in plain)
-
-
-def shared_phones(engine: sa.Engine, resource: ResourceSpec,
-                  pairs: Collection[tuple[str, str]] | None = None) -> SharedPhones:
-    """(list, phone) -> the first key (in key order) of every phone on several leads of a list.
-
-    Asked of the database, so a plan need not hold a million phones to apply `keep_first`.
-    Only for a spec whose key, list and phone are plain columns (see `_plain_phone_mapping`),
-    on SQLite and PostgreSQL; it counts exactly the leads `shared_phones_by_reading` counts:
-    a key the merge takes (not blank, no spaces around it), a list, and a phone, each as
-    LeadMapper reads it. `pairs`: only those (list, phone) pairs are asked about.
-    """
-    plain = [resource.fields[name] for name in ("list_id", "phone_number", LEAD_KEY)]
-    dialect = engine.dialect.name
-    source = lead_statement(resource, dialect).order_by(None).subquery("crm_leads_all")
-    list_col, phone_col, key_col = (source.c[s.column or ""] for s in plain)
-    key = sa.cast(key_col, sa.String)
-    leads = _with_phone_digits(sa.select(
-        key.label("key"), _sql_strip(sa.cast(list_col, sa.String), dialect).label("list_id"),
-        sa.cast(phone_col, sa.String).label("phone"),
-    ).where(key == _sql_strip(key, dialect), key != ""), dialect).subquery("crm_phones")
-    list_id = binary_key_order(leads.c.list_id, dialect)
-    phone = binary_key_order(leads.c.phone, dialect)
-    statement = (
-        sa.select(list_id, phone, sa.func.min(binary_key_order(leads.c.key, dialect)))
-        .where(list_id != "", phone != "")
-        .group_by(list_id, phone).having(sa.func.count() > 1)
-    )
-    if pairs is not None:
-        statement = statement.where(sa.tuple_(list_id, phone).in_(sorted(pairs)))
-    with read_only_connection(engine, "leads") as conn:
-        return {(str(lst), str(ph)): str(first) for lst, ph, first in stream_rows(conn, statement)}
-
-
-def _sql_strip(text: Any, dialect: str) -> Any:
-    """str.strip() in SQL: every space in SPACES off both ends."""
-    return sa.func.btrim(text, SPACES) if dialect == "postgresql" else sa.func.trim(text, SPACES)
-
-
-def _with_phone_digits(leads: sa.Select[Any], dialect: str) -> sa.Select[Any]:
-    """`leads` (key, list_id, phone) with `phone_digits` applied to the phone, in SQL."""
-    marks = SPACES + PHONE_MARKS
-    if dialect == "postgresql":
-        key, list_id, phone = leads.subquery("crm_phones_raw").c
-        return sa.select(key, list_id, sa.func.translate(phone, marks, "").label("phone"))
-    # SQLite has no translate(): one replace() per character, a dozen per subquery (deeper
-    # nesting overflows its parser; SQLite flattens them again), and none at all for the usual
-    # phone, digits only.
-    leads = sa.select(*leads.selected_columns, leads.selected_columns.phone.label("digits"))
-    for start in range(0, len(marks), 12):
-        key, list_id, phone, digits = leads.subquery(f"crm_phones_{start}").c
-        dropped: Any = digits
-        for mark in marks[start:start + 12]:
-            dropped = sa.func.replace(dropped, mark, "")
-        leads = sa.select(key, list_id, phone, dropped.label("digits"))
-    key, list_id, phone, digits = leads.subquery("crm_phones_digits").c
-    digits_only = sa.func.ltrim(phone, "0123456789") == ""
-    return sa.select(key, list_id, sa.case((digits_only, phone), else_=digits).label("phone"))
-
-
-def shared_phones_by_reading(engine: sa.Engine, resource: ResourceSpec) -> SharedPhones:
-    """What `shared_phones` finds, found by reading the leads: for any spec and database.
-
-    Two reads, to keep memory to one hash per lead: the first finds which (list, phone) hashes
-    come up more than once; the second keeps the first key of those, checked exactly.
-    """
-    mapper = LeadMapper(resource)
-
-    def phones() -> Iterator[tuple[str, tuple[str, str]]]:
-        statement = lead_statement(resource, engine.dialect.name).order_by(None)
-        with read_only_connection(engine, "leads") as conn:
-            for row in stream_rows(conn, statement):
-                try:
-                    key, list_id, phone = mapper.key(row), mapper.list_id(row), mapper.phone(row)
-                except ValueError:
-                    continue                # a lead the merge rejects: it holds no phone
-                if key and list_id and phone:
-                    yield key, (list_id, phone)
-
-    seen: set[int] = set()
-    again: set[int] = set()
-    for _, pair in phones():
-        token = hash(pair)
-        (again if token in seen else seen).add(token)
-    seen.clear()
-    first: SharedPhones = {}
-    leads: Counter[tuple[str, str]] = Counter()
-    for key, pair in phones():
-        if hash(pair) in again:
-            leads[pair] += 1
-            if pair not in first or key < first[pair]:
-                first[pair] = key
-    return {pair: key for pair, key in first.items() if leads[pair] > 1}
-
-
 def stream_leads(engine: sa.Engine, resource: ResourceSpec, mapper: LeadMapper | None = None,
                  since: Any = None) -> Iterator[DesiredLead | RowRejection]:
-    """The leads in key order; with `since`, only the rows changed past that mark."""
+    """The CRM's leads in key order, one by one; with `since`, only the rows changed past that
+    mark (docs/incremental.md)."""
+    for chunk in stream_lead_chunks(engine, resource, mapper, since):
+        for key, list_id, digest, row in zip(*chunk, strict=True):
+            yield row if isinstance(row, RowRejection) else DesiredLead(key, list_id, digest, row)
+
+
+def stream_lead_chunks(engine: sa.Engine, resource: ResourceSpec,
+                       mapper: LeadMapper | None = None, since: Any = None
+                       ) -> Iterator[LeadChunk]:
+    """The CRM's leads in key order, a chunk at a time, column by column (for the merge)."""
     mapper = mapper or LeadMapper(resource)
     statement = lead_statement(resource, engine.dialect.name, since)
-    key_of, list_of = mapper.key, mapper.list_id
     with read_only_connection(engine, "leads") as conn:
-        for row in stream_rows(conn, statement):
-            try:
-                key, list_id = key_of(row), list_of(row)
-            except ValueError as exc:
-                yield RowRejection("leads", "", LEAD_KEY, str(exc), 0)
-                continue
-            if not key:
-                yield RowRejection("leads", "", LEAD_KEY, "is required", 0)
-                continue
-            yield DesiredLead(key, list_id, row_digest(row), row)
+        for rows in stream_chunks(conn, statement):
+            yield mapper.chunk(rows)
 
 
 def lead_list_ids(engine: sa.Engine, resource: ResourceSpec) -> set[str]:
@@ -302,5 +229,18 @@ def row_digest(row: tuple[Any, ...]) -> str:
     return blake2b(repr(tuple(row)).encode(), digest_size=16).hexdigest()
 
 
+def row_digests(rows: Iterable[tuple[Any, ...]]) -> list[str]:
+    """`row_digest` of each row, in one chain of calls the interpreter runs without a Python
+    frame per row. The very same digests: the state compares them with those it recorded."""
+    rows = list(rows)
+    if not all(type(row) is tuple for row in rows[:1]):    # a driver's own row type: as tuples
+        rows = list(map(tuple, rows))
+    return list(map(_hexdigest, map(_blake2b_16, map(str.encode, map(repr, rows)))))
+
+
+_blake2b_16 = partial(blake2b, digest_size=16)
+_hexdigest = methodcaller("hexdigest")
+
+
 __all__ = ["CrmUnavailable", "LeadMapper", "lead_list_ids", "phone_digits", "row_digest",
-           "stream_leads"]
+           "row_digests", "stream_lead_chunks", "stream_leads"]

@@ -29,11 +29,12 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from reconciler.adapters.keyorder import binary_key_order, stream_rows
+from reconciler.adapters.keyorder import binary_key_order, stream_chunks, stream_rows
 from reconciler.adapters.state import db, marks, queries
 from reconciler.adapters.state.schema import lead_batches, shadow_leads
 from reconciler.adapters.state.store import StateStore, StepWriter, now
-from reconciler.core.model import UNCERTAIN_LEAD_STATUSES, RecordedLead
+from reconciler.core.leads.chunks import recorded_leads
+from reconciler.core.model import UNCERTAIN_LEAD_STATUSES, RecordedChunk, RecordedLead
 from reconciler.errors import StateError
 
 QUEUED, SENDING = "queued", "sending"
@@ -86,6 +87,10 @@ class LeadBook:
 
     def stream_recorded(self) -> Iterator[RecordedLead]:
         """Every recorded lead of this target, in byte order of its key."""
+        return recorded_leads(self.stream_recorded_chunks())
+
+    def stream_recorded_chunks(self) -> Iterator[RecordedChunk]:
+        """The same leads, a chunk at a time, column by column (for the merge)."""
         t = shadow_leads.c
         statement = (
             sa.select(t.lead_key, t.list_id, t.fields_digest, t.status)
@@ -94,8 +99,9 @@ class LeadBook:
         )
         try:
             with self.engine.connect() as conn:
-                for key, list_id, digest, status in stream_rows(conn, statement):
-                    yield RecordedLead(key, list_id, digest, status)
+                for rows in stream_chunks(conn, statement):
+                    keys, list_ids, digests, statuses = map(list, zip(*rows, strict=True))
+                    yield RecordedChunk(keys, list_ids, digests, statuses)
         except sa.exc.DBAPIError as exc:
             # Read from the driver's own cursor, past the engine's handle_error hook.
             raise db.unavailable(self.engine, exc) from exc

@@ -1,10 +1,12 @@
 """Plan leads: merge the CRM's and the state's key-ordered streams. Pure and bounded in memory.
 
-Both inputs arrive sorted by key (byte order), so one pass decides every lead while holding
-only the open batch of each list, the phones several CRM leads of a list share (for the
-duplicate policy), up to `HELD_CHUNK` leads waiting for their phone to be checked against
-what the dialer holds, and counters. The same generator serves `plan` (which keeps only keys
-and counts) and `apply` (which sends each batch as it is produced), so both always agree.
+Both inputs arrive sorted by key (byte order), a chunk at a time, so one pass decides every
+lead while holding only a chunk of each stream, the open batch of each list, the phones
+several CRM leads of a list share (for the duplicate policy, asked once a lead is about to be
+sent), up to `HELD_CHUNK` leads waiting for their phone to be checked against what the dialer
+holds, and counters. Runs of leads sent and unchanged since are counted in one step. The same
+generator serves `plan` (which keeps only keys and counts) and `apply` (which sends each batch
+as it is produced), so both always agree.
 """
 
 from __future__ import annotations
@@ -16,15 +18,35 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reconciler.core.leads.batching import BatchLimits, OpenBatch, encoded_cost, lead_json
-from reconciler.core.model import UNCERTAIN_LEAD_STATUSES, DesiredLead, RecordedLead, RowRejection
+from reconciler.core.leads.chunks import (
+    CHUNK,
+    Cursor,
+    StateCursor,
+    desired_chunks,
+    one_lead,
+    recorded_chunks,
+    unchanged_run,
+)
+from reconciler.core.leads.chunks import (
+    LeadOrderError as LeadOrderError,  # raised from here for the callers of the merge
+)
+from reconciler.core.model import (
+    UNCERTAIN_LEAD_STATUSES,
+    DesiredLead,
+    LeadChunk,
+    RecordedChunk,
+    RecordedLead,
+    RowRejection,
+)
 from reconciler.core.plan import Reject
-from reconciler.errors import ReconcilerError
 
 # What a lead in the CRM can be, against what we recorded of it.
 SENT, IN_DOUBT, REJECTED_BEFORE, GONE = "sent", "in_doubt", "rejected_before", "gone"
 CHANGED, MOVED = "changed_after_export", "moved_to_other_list"
 
 HELD_CHUNK = 500        # leads whose phones are checked against the dialer's in one question
+DIGEST_FOLD = 5000      # leads folded into the digest of the desired state at once
+FIRST_RUN = 64          # leads compared in one step after a difference; doubles while equal
 
 LeadCheck = Callable[[Mapping[str, str]], list[tuple[str, str]]]
 # CRM row -> (the lead's fields as sent, fields that could not be read)
@@ -37,10 +59,6 @@ PhoneHolders = Callable[[Collection[Pair]], Mapping[Pair, tuple[str, ...]]]
 DncCheck = Callable[[Collection[Pair]], Mapping[Pair, str]]
 
 
-class LeadOrderError(ReconcilerError):
-    """A stream was not in key order: merging it would give a wrong plan."""
-
-
 @dataclass(frozen=True)
 class LeadContext:
     usable_lists: frozenset[str]          # on the dialer, or created/adopted earlier in the plan
@@ -50,8 +68,8 @@ class LeadContext:
     phone_of: PhoneOf                     # the normalised phone, for the duplicate policy
     check: LeadCheck                      # the dialer's field rules for one lead
     keep_first_phone: bool = True
-    # keep_first, asked of the CRM: waits for, then gives, (list, phone) -> the key that keeps
-    # it, for phones shared by several leads of a list.
+    # keep_first, asked of the CRM on the first lead about to be sent: (list, phone) -> the key
+    # that keeps it, for phones shared by several leads of a list.
     shared_phones: Callable[[], Mapping[Pair, str]] | None = None
     # keep_first, asked of the state: which sent leads already hold a phone in a list.
     phone_holders: PhoneHolders | None = None
@@ -109,16 +127,31 @@ class _Merge:
     lists_sharing: frozenset[str] = frozenset()
     digest: hashlib._Hash = field(default_factory=hashlib.sha256)
     pending_digest: list[str] = field(default_factory=list)
+    remembered: int = 0
+    sent_unchanged: Counter[str] = field(default_factory=Counter)     # list_id -> leads
 
     def remember(self, lead: DesiredLead) -> None:
         """Fold the lead into the digest of the desired state (by chunks: it runs per lead)."""
         self.pending_digest.append(f"{lead.key}\x1f{lead.digest}")
-        if len(self.pending_digest) >= 5000:
+        self.remembered += 1
+        if len(self.pending_digest) >= DIGEST_FOLD:
             self._fold()
 
+    def gone(self, list_id: str) -> None:
+        self.counts[list_id, GONE] += 1
+
+    def unchanged(self, keys: list[str], list_ids: list[str], digests: list[str]) -> None:
+        """A run of leads sent before and unchanged since: counted and remembered at once."""
+        self.sent_unchanged.update(list_ids)
+        self._fold()
+        self.pending_digest.append("\x1e".join(map("\x1f".join, zip(keys, digests, strict=True))))
+        self.remembered += len(keys)
+        self._fold()
+
     def _fold(self) -> None:
-        self.digest.update(("\x1e".join(self.pending_digest) + "\x1e").encode())
-        self.pending_digest.clear()
+        if self.pending_digest:
+            self.digest.update(("\x1e".join(self.pending_digest) + "\x1e").encode())
+            self.pending_digest.clear()
 
     def decide(self, lead: DesiredLead, have: RecordedLead | None) -> tuple[LeadEvent, ...]:
         """What to do with one lead. Returns events; usually none (unchanged, already sent)."""
@@ -220,6 +253,12 @@ class _Merge:
 
     def finish(self) -> Iterator[LeadEvent]:
         self._fold()
+        if self.remembered % DIGEST_FOLD == 0:
+            # The digest as folded lead by lead, DIGEST_FOLD at a time, has one separator more
+            # then: kept, so that a plan saved before runs were compared at once stays current.
+            self.digest.update(b"\x1e")
+        for list_id, leads in self.sent_unchanged.items():
+            self.counts[list_id, SENT] += leads
         if self.waiting:
             yield from self._send_unless_held()
         for list_id in sorted(self.batches):
@@ -232,61 +271,40 @@ def lead_events(
     recorded: Iterable[RecordedLead],
     ctx: LeadContext,
 ) -> Iterator[LeadEvent]:
-    """One pass over both streams, in key order. Written as one loop: it runs per lead."""
+    """One pass over both streams, in key order, given lead by lead."""
+    return lead_chunk_events(desired_chunks(desired), recorded_chunks(recorded), ctx)
+
+
+def lead_chunk_events(
+    desired: Iterable[LeadChunk],
+    recorded: Iterable[RecordedChunk],
+    ctx: LeadContext,
+) -> Iterator[LeadEvent]:
+    """One pass over both streams, in key order, given a chunk at a time.
+
+    Where both streams go on with the same keys, a run of leads is compared in one step
+    (`unchanged_run`); a lead that differs, a key on one side only and a duplicate key are
+    decided one by one (`one_lead`).
+    """
     merge = _Merge(ctx)
-    counts = merge.counts
-    records = iter(recorded)
-    have = next(records, None)
-    rows = iter(desired)
-    upcoming = next(rows, None)
-    previous = ""
-    while upcoming is not None:
-        item, upcoming = upcoming, next(rows, None)
-        if isinstance(item, RowRejection):
-            yield Reject(item.resource, item.key, item.field, item.rule, item.row)
-            continue
-        key = item.key
-        if key < previous:
-            raise LeadOrderError(f"the CRM returned leads out of key order "
-                                 f"({key!r} after {previous!r})")
-        previous = key
-        group: list[DesiredLead | RowRejection] | None = None
-        if upcoming is not None and upcoming.key == key:
-            group = [item]
-            while upcoming is not None and upcoming.key == key:
-                group.append(upcoming)
-                upcoming = next(rows, None)
-        while have is not None and have.key < key:
-            counts[have.list_id, GONE] += 1
-            have = _next_recorded(records, have)
-        mine = None
-        if have is not None and have.key == key:
-            mine = have
-            have = _next_recorded(records, have)
-        if group is not None:
-            yield from _duplicate_key(key, len(group))
-        elif mine is not None and mine.status == SENT and mine.digest == item.digest:
-            # The common case, inlined: exported before and unchanged since.
-            counts[item.list_id, SENT] += 1
-            merge.remember(item)
-        else:
-            yield from merge.decide(item, mine)
-    while have is not None:
-        counts[have.list_id, GONE] += 1
-        have = _next_recorded(records, have)
+    crm, state = Cursor(desired, 4), StateCursor(recorded)
+    state.start()
+    previous = ""                               # the last CRM key merged
+    window = FIRST_RUN
+    while (ahead := crm.ensure(2)) > 0:
+        i, j = crm.at, state.at
+        if ahead > 1 and state.ensure(1) and crm.columns[0][i] == state.columns[0][j] \
+                and crm.columns[0][i] > previous:
+            run = min(ahead - 1, len(state.columns[0]) - j, window)
+            taken = yield from unchanged_run(merge, crm, state, run)
+            if taken:
+                previous = crm.columns[0][i + taken - 1]
+                crm.at += taken
+                state.advance(taken)
+                window = min(2 * window, CHUNK) if taken == run else FIRST_RUN
+                continue
+        previous = yield from one_lead(merge, crm, state, previous)
+    while state.ensure(1):
+        merge.gone(state.columns[1][state.at])
+        state.advance(1)
     yield from merge.finish()
-
-
-def _next_recorded(records: Iterator[RecordedLead], current: RecordedLead
-                   ) -> RecordedLead | None:
-    following = next(records, None)
-    if following is not None and following.key < current.key:
-        raise LeadOrderError(f"the state database returned leads out of key order "
-                             f"({following.key!r} after {current.key!r})")
-    return following
-
-
-def _duplicate_key(key: str, rows: int) -> Iterator[Reject]:
-    """One key on several rows: which one is meant? None of them is sent."""
-    for _ in range(rows):
-        yield Reject("leads", key, "lead_key", f"duplicate key: {rows} CRM rows share it")

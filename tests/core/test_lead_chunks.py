@@ -1,0 +1,219 @@
+"""The lead merge compared a chunk at a time gives, event for event, what comparing lead by lead
+gives: at chunk edges, with gone and new keys, duplicate keys, and streams out of key order."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from reconciler.core.leads.chunks import desired_chunks, duplicate_key, recorded_chunks
+from reconciler.core.leads.merge import (
+    GONE,
+    SENT,
+    LeadEvent,
+    LeadOrderError,
+    LeadTotals,
+    _Merge,
+    lead_chunk_events,
+)
+from reconciler.core.model import DesiredLead, RecordedLead, RowRejection
+from reconciler.core.plan import Reject
+from tests.core.test_lead_merge import Case, context, crm, had, shown
+
+
+def lead_by_lead(desired: Iterable[DesiredLead | RowRejection],
+                 recorded: Iterable[RecordedLead], case: Case) -> Iterator[LeadEvent]:
+    """The reference: the merge as one loop deciding every lead on its own."""
+    merge = _Merge(context(case))
+    records = iter(recorded)
+    have = next(records, None)
+    rows = iter(desired)
+    upcoming = next(rows, None)
+    previous = ""
+
+    def following(current: RecordedLead) -> RecordedLead | None:
+        after = next(records, None)
+        if after is not None and after.key < current.key:
+            raise LeadOrderError("the state database returned leads out of key order")
+        return after
+
+    while upcoming is not None:
+        item, upcoming = upcoming, next(rows, None)
+        if isinstance(item, RowRejection):
+            yield Reject(item.resource, item.key, item.field, item.rule, item.row)
+            continue
+        key = item.key
+        if key < previous:
+            raise LeadOrderError("the CRM returned leads out of key order")
+        previous = key
+        group = 1
+        while upcoming is not None and upcoming.key == key:
+            group += 1
+            upcoming = next(rows, None)
+        while have is not None and have.key < key:
+            merge.counts[have.list_id, GONE] += 1
+            have = following(have)
+        mine = None
+        if have is not None and have.key == key:
+            mine, have = have, following(have)
+        if group > 1:
+            yield from duplicate_key(key, group)
+        else:
+            yield from merge.decide(item, mine)
+    while have is not None:
+        merge.counts[have.list_id, GONE] += 1
+        have = following(have)
+    yield from merge.finish()
+
+
+def outcome(events: Iterable[LeadEvent]) -> tuple[Any, ...]:
+    """Every event as shown, the counts and the digest of the desired leads; or the error."""
+    try:
+        *decided, totals = list(events)
+    except LeadOrderError as exc:
+        return ("out of order", str(exc).split(" (")[0])
+    assert isinstance(totals, LeadTotals)
+    return ([shown(e) for e in decided], dict(totals.counts), totals.digest)
+
+
+def chunked(case: Case, crm_chunk: int, state_chunk: int) -> tuple[Any, ...]:
+    return outcome(lead_chunk_events(desired_chunks(case.desired, crm_chunk),
+                                     recorded_chunks(case.recorded, state_chunk),
+                                     context(case)))
+
+
+def assert_same_as_lead_by_lead(case: Case, sizes: Iterable[tuple[int, int]]) -> None:
+    expected = outcome(lead_by_lead(case.desired, case.recorded, case))
+    for crm_chunk, state_chunk in sizes:
+        assert chunked(case, crm_chunk, state_chunk) == expected, (crm_chunk, state_chunk)
+
+
+SIZES = [(1, 1), (2, 3), (4, 4), (5, 2), (7, 100), (5000, 5000)]
+
+
+def keys(count: int) -> list[str]:
+    return [f"k{n:05d}" for n in range(count)]
+
+
+def unchanged(count: int) -> tuple[list[DesiredLead | RowRejection], list[RecordedLead]]:
+    return [crm(k) for k in keys(count)], [had(k) for k in keys(count)]
+
+
+@pytest.mark.parametrize("where", [0, 3, 4, 5, 7, 8, 19])
+def test_a_change_on_either_side_of_a_chunk_edge_is_drift(where: int) -> None:
+    desired, recorded = unchanged(20)
+    desired[where] = crm(keys(20)[where], digest="d2")
+    case = Case("", desired, recorded)
+    assert_same_as_lead_by_lead(case, SIZES)
+    events, counts, _ = chunked(case, 4, 4)
+    assert events == [("drift", "L1", "changed_after_export", keys(20)[where])]
+    assert counts == {("L1", SENT): 20}
+
+
+@pytest.mark.parametrize("where", [0, 3, 4, 9])
+def test_a_gone_lead_inside_an_unchanged_run_is_counted_gone(where: int) -> None:
+    desired, recorded = unchanged(10)
+    del desired[where]
+    case = Case("", desired, recorded)
+    assert_same_as_lead_by_lead(case, SIZES)
+    assert chunked(case, 4, 4)[1] == {("L1", SENT): 9, ("L1", GONE): 1}
+
+
+@pytest.mark.parametrize("where", [0, 3, 4, 9])
+def test_a_key_only_the_crm_has_is_sent_amid_unchanged_leads(where: int) -> None:
+    desired, recorded = unchanged(10)
+    del recorded[where]
+    case = Case("", desired, recorded, max_leads=100)
+    assert_same_as_lead_by_lead(case, SIZES)
+    events, counts, _ = chunked(case, 4, 4)
+    assert events == [("batch", "L1", 1, (keys(10)[where],))]
+    assert counts == {("L1", SENT): 9, ("L1", "to_send"): 1}
+
+
+@pytest.mark.parametrize("where", [2, 3, 4, 7])
+def test_aduplicate_key_across_a_chunk_edge_sends_neither_row(where: int) -> None:
+    desired, recorded = unchanged(10)
+    desired.insert(where + 1, crm(keys(10)[where], digest="d1"))
+    case = Case("", desired, recorded)
+    assert_same_as_lead_by_lead(case, SIZES)
+    events = chunked(case, 4, 4)[0]
+    assert events == [("reject", keys(10)[where], "lead_key",
+                       "duplicate key: 2 CRM rows share it")] * 2
+
+
+@pytest.mark.parametrize("side", ["CRM", "state database", "both"])
+@pytest.mark.parametrize("where", [1, 4, 6])
+def test_leads_out_of_order_inside_an_unchanged_run_are_still_an_error(
+        side: str, where: int) -> None:
+    desired, recorded = unchanged(10)
+    swapped = [*desired[:where], desired[where + 1], desired[where], *desired[where + 2:]]
+    swapped_too = [*recorded[:where], recorded[where + 1], recorded[where],
+                   *recorded[where + 2:]]
+    case = Case("", swapped if side != "state database" else desired,
+                swapped_too if side != "CRM" else recorded)
+    which = "CRM" if side == "CRM" else "state database"   # both: the state's is met first
+    assert outcome(lead_by_lead(case.desired, case.recorded, case))[0] == "out of order"
+    assert_same_as_lead_by_lead(case, SIZES)
+    assert chunked(case, 4, 4) == ("out of order", f"the {which} returned leads out of key order")
+
+
+def test_rejected_rows_keep_their_place_among_unchanged_leads() -> None:
+    desired, recorded = unchanged(10)
+    desired.insert(4, RowRejection("leads", "", "lead_key", "is required", 0))
+    assert_same_as_lead_by_lead(Case("", desired, recorded), SIZES)
+
+
+statuses = st.sampled_from(["sent", "sent", "sent", "in_doubt", "rejected", "pending"])
+
+
+@st.composite
+def streams(draw: st.DrawFn) -> Case:
+    """Two streams sharing most keys: changed, new, gone, duplicated, rejected, sometimes a
+    pair out of order."""
+    count = draw(st.integers(0, 30))
+    names = [f"{n:02d}" for n in range(count)]
+    desired: list[DesiredLead | RowRejection] = []
+    recorded: list[RecordedLead] = []
+    for name in names:
+        list_id = draw(st.sampled_from(["L1", "L2", "L3"]))
+        kind = draw(st.sampled_from(["same"] * 6 + ["changed", "new", "gone", "twice",
+                                                    "rejected"]))
+        if kind != "gone":
+            desired.append(crm(name, list_id, digest="d2" if kind == "changed" else "d1"))
+        if kind == "twice":
+            desired.append(crm(name, list_id))
+        if kind == "rejected":
+            desired.append(RowRejection("leads", "", "lead_key", "is required", 0))
+        if kind != "new":
+            recorded.append(had(name, draw(statuses), list_id))
+    for stream in (desired, recorded):
+        if len(stream) > 2 and draw(st.integers(0, 9)) == 0:
+            at = draw(st.integers(0, len(stream) - 2))
+            stream[at], stream[at + 1] = stream[at + 1], stream[at]
+    return Case("", desired, recorded, max_leads=3)
+
+
+@settings(max_examples=300, deadline=None)
+@given(case=streams(), crm_chunk=st.integers(1, 8), state_chunk=st.integers(1, 8))
+def test_chunked_merge_is_the_lead_by_lead_merge(case: Case, crm_chunk: int,
+                                                  state_chunk: int) -> None:
+    assert_same_as_lead_by_lead(case, [(crm_chunk, state_chunk), (5000, 5000)])
+
+
+@pytest.mark.parametrize("leads", [0, 3, 4999, 5000, 5001, 10000])
+def test_the_digest_of_the_desired_leads_is_the_one_plans_saved_before_hold(leads: int) -> None:
+    """Folded lead by lead, 5,000 at a time, each followed by a separator, and one more at the
+    end when the last fold left none: the plan basis of a saved plan stays current."""
+    desired, recorded = unchanged(leads)
+    middle = keys(leads)[leads // 2:][:1]
+    desired[leads // 2:leads // 2 + 1] = [crm(key, digest="d2") for key in middle]
+    folded = "".join(f"{lead.key}\x1f{lead.digest}\x1e" for lead in desired
+                     if isinstance(lead, DesiredLead))
+    before = hashlib.sha256((folded + ("\x1e" if leads % 5000 == 0 else "")).encode())
+    for sizes in [(5000, 5000), (7, 3)]:
+        assert chunked(Case("", desired, recorded), *sizes)[2] == before.hexdigest()
