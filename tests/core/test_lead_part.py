@@ -99,10 +99,11 @@ FOLDS = [
          [LeadDrift("L1", "changed_after_export", "a"), LeadDrift("L1", "moved_to_other_list", "b"),
           LeadDrift("L1", "changed_after_export", "c"), LeadTotals({}, "")],
          LeadPart((), (), (
-             Note("leads", "L1", "drift", "2 lead(s) changed in the CRM after export; the API "
-                  "has no update_lead, change them on the dialer", ("a", "c")),
+             Note("leads", "L1", "drift", "2 lead(s) changed in the CRM after export; exported "
+                  "leads are never changed by reconciler: change them on the dialer", ("a", "c")),
              Note("leads", "L1", "drift", "1 lead(s) moved to another list in the CRM after "
-                  "export; the API has no update_lead, change them on the dialer", ("b",))),
+                  "export; exported leads are never changed by reconciler: change them on the "
+                  "dialer", ("b",))),
              (), "")),
 ]
 

@@ -82,7 +82,7 @@ def plan_leads(stream: Iterable[LeadEvent]) -> LeadPart:
              f"{drift_counts[list_id, topic]} lead(s) "
              + ("changed in the CRM after export" if topic == CHANGED
                 else "moved to another list in the CRM after export")
-             + "; the API has no update_lead, change them on the dialer",
+             + "; exported leads are never changed by reconciler: change them on the dialer",
              tuple(drift[list_id, topic]))
         for list_id, topic in sorted(drift)
     ) + tuple(
