@@ -83,6 +83,7 @@ def build_state(workdir: Path, target: str = "default") -> None:
                       "VALUES (?, ?, '{}', 'created', '2026-01-01')",
                       [(target, x) for x in LISTS])
     state.commit()
+    state.close()       # folds the write-ahead log into the file, which copy_workdir copies
     crm.dispose()
 
 
@@ -112,6 +113,29 @@ def add_change_column(workdir: Path) -> None:
     conn.commit()
     conn.close()
     (workdir / "spec.toml").write_text(INCREMENTAL_SPEC)
+
+
+DNC_SECTION = """
+[dnc]
+table = "crm_dnc"
+phone = "phone"
+"""
+
+
+def add_dnc(workdir: Path, phones: int) -> int:
+    """Give the CRM an indexed do-not-call table of `phones` phones, 1% of them phones of sent
+    leads (found as drift), and name it in the spec. Returns how many are phones of leads."""
+    matching = max(phones // 100, 1)
+    conn = sqlite3.connect(workdir / "crm.db")
+    conn.execute("CREATE TABLE crm_dnc (phone TEXT)")
+    conn.execute("CREATE INDEX crm_dnc_phone ON crm_dnc (phone)")
+    conn.executemany("INSERT INTO crm_dnc VALUES (?)", (
+        (f"555{n * 97 + 1:07d}" if n < matching else f"444{n:07d}",) for n in range(phones)))
+    conn.commit()
+    conn.close()
+    spec = workdir / "spec.toml"
+    spec.write_text(spec.read_text() + DNC_SECTION)
+    return matching
 
 
 def incremental_accepted(workdir: Path) -> str | None:

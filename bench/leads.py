@@ -14,6 +14,8 @@ in its own process, reached over loopback HTTP.
   start        `reconciler --version`, wall time (<= 0.25 s)
   changed      plan with 1 % of the leads changed in the CRM since export / no-change plan
                (<= 1.05 x)
+  dnc          no-change plan with a do-not-call table of 10,000 phones (1 % of them phones of
+               sent leads, found as drift) / the no-change plan without one (<= 1.1 x)
   incremental  no-change plan of a spec with an indexed change column (an incremental pass)
                / the full no-change plan (<= 0.1 x); shown as not available when this build
                does not take `[leads] change_column`
@@ -37,8 +39,10 @@ from typing import Any
 
 import lead_runs as runs
 
-ROWS = ("plan", "apply", "start", "changed", "incremental")
-TABLE_ORDER = ("ordered", "plain", "apply", "start", "changed", "incremental", "rss", "calls")
+ROWS = ("plan", "apply", "start", "changed", "incremental", "dnc")
+TABLE_ORDER = ("ordered", "plain", "apply", "start", "changed", "incremental", "dnc", "rss",
+               "calls")
+DNC_PHONES = 10_000
 
 
 @dataclass(frozen=True)
@@ -100,11 +104,14 @@ def plan_rows(tmp: Path, args: argparse.Namespace, wanted: set[str]) -> dict[str
     print(f"preparing {n:,} leads, all recorded as sent", file=sys.stderr)
     runs.build_crm(base / "crm.db", n)
     runs.build_state(base)
-    changed_dir = incremental_dir = None
+    changed_dir = incremental_dir = dnc_dir = None
     changed = 0
     if "changed" in wanted:
         changed_dir = runs.copy_workdir(base, tmp / "changed")
         changed = runs.change_some(changed_dir, 100)
+    if "dnc" in wanted:
+        dnc_dir = runs.copy_workdir(base, tmp / "dnc")
+        runs.add_dnc(dnc_dir, DNC_PHONES)
     missing = runs.incremental_accepted(tmp) if "incremental" in wanted else None
     with runs.SandboxProcess() as sandbox:
         url = sandbox.url
@@ -126,9 +133,13 @@ def plan_rows(tmp: Path, args: argparse.Namespace, wanted: set[str]) -> dict[str
             measures["changed"] = lambda: run_child("plan", changed_dir, url)
         if incremental_dir is not None:
             measures["incremental"] = lambda: run_child("plan", incremental_dir, url)
+        if dnc_dir is not None:
+            measures["dnc"] = lambda: run_child("plan", dnc_dir, url)
         rounds = side_by_side(args.repeat, measures)
-    for r in rounds:
-        assert not r["plan"]["changes"] and r["plan"]["states"].get("sent") == n, r["plan"]
+    for r in rounds:    # every plan measured sees the leads as sent: nothing to send
+        for name in ("plan", "changed", "dnc"):
+            if name in r:
+                assert not r[name]["changes"] and r[name]["states"].get("sent") == n, r[name]
     plan = f"{seconds(median(rounds, 'plan'))}"
     rows = {}
     if "plan" in wanted:
@@ -146,6 +157,10 @@ def plan_rows(tmp: Path, args: argparse.Namespace, wanted: set[str]) -> dict[str
         rows["changed"] = Row(f"plan with 1% of leads ({changed:,}) changed since export / "
                               f"no-change plan", seconds(median(rounds, "changed")), plan,
                               ratio(rounds, "changed", "plan"), 1.05)
+    if "dnc" in wanted:
+        rows["dnc"] = Row(f"no-change plan with a do-not-call table of {DNC_PHONES:,} phones / "
+                          f"without", seconds(median(rounds, "dnc")), plan,
+                          ratio(rounds, "dnc", "plan"), 1.1)
     if "incremental" in wanted:
         label = "no-change plan, indexed change column (incremental pass) / full no-change plan"
         if incremental_dir is None:
@@ -257,7 +272,7 @@ def main() -> None:
           f"{args.apply_leads:,} to apply, median of {args.repeat}")
     rows: dict[str, Row] = {}
     with tempfile.TemporaryDirectory(prefix="reconciler-bench-") as tmp:
-        if args.rows & {"plan", "changed", "incremental"}:
+        if args.rows & {"plan", "changed", "incremental", "dnc"}:
             rows.update(plan_rows(Path(tmp), args, args.rows))
         if "apply" in args.rows:
             rows.update(apply_rows(Path(tmp), args))
