@@ -24,21 +24,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+import lead_runs as runs
+
 REPO = Path(__file__).resolve().parents[1]
-LISTS = ("1101", "1102", "1103", "1104")
-SPEC = """
-version = 1
-[leads]
-table = "crm_leads"
-key = "id"
-[leads.fields]
-list_id = "list_id"
-phone_number = "phone"
-first_name = "first_name"
-last_name = "last_name"
-city = "city"
-postal_code = "postal_code"
-"""
+LISTS, SPEC = runs.LISTS, runs.FULL_SPEC
 DNC = """
 [dnc]
 table = "crm_dnc"

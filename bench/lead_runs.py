@@ -253,7 +253,8 @@ def child_bare(workdir: Path, dialer_url: str) -> dict[str, Any]:
 
     from reconciler.adapters.state.leads import LeadBook
     from reconciler.app.bootstrap import open_context
-    from reconciler.app.engine import gather_and_plan, merged_leads
+    from reconciler.app.engine import gather_and_plan
+    from reconciler.app.lead_plan import merged_leads
     from reconciler.app.logs import configure_logging
     from reconciler.core.leads.batching import lead_json
     from reconciler.core.leads.merge import LeadBatch

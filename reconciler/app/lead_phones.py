@@ -7,7 +7,7 @@ changed since, or that left the CRM, cannot tell: its phone is recorded as not k
 not count for `keep_first`, and is not looked for again.
 
 Both streams come in key order, so this is one merge with bounded memory, like the plan's. It
-writes: `fill_in` runs under the write lease, before planning (`engine.fill_in_lead_phones`).
+writes: `fill_in` runs under the write lease, before planning (`lead_plan.fill_in_lead_phones`).
 """
 
 from __future__ import annotations

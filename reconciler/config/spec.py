@@ -172,13 +172,7 @@ def _dnc(raw: Any, where: str) -> DncSpec:
     unknown = set(raw) - _DNC_KEYS
     if unknown:
         raise SpecError(f"{where}: unknown entry {sorted(unknown)[0]!r}")
-    query, table = raw.get("query"), raw.get("table")
-    if (query is None) == (table is None):
-        raise SpecError(f"{where}: give exactly one of 'query' or 'table'")
-    if query is not None and (not isinstance(query, str) or not query.strip()):
-        raise SpecError(f"{where}: 'query' must be a non-empty SQL string")
-    if table is not None and (not isinstance(table, str) or not _IDENTIFIER.match(table)):
-        raise SpecError(f"{where}: 'table' must be a table name like crm_dnc or schema.table")
+    query, table = _query_or_table(raw, where, "crm_dnc")
     columns: dict[str, str | None] = {}
     for name in ("phone", "list_id", "campaign_id"):
         value = raw.get(name)
@@ -193,6 +187,19 @@ def _dnc(raw: Any, where: str) -> DncSpec:
     return DncSpec(query, table, phone, columns["list_id"], columns["campaign_id"])
 
 
+def _query_or_table(raw: Mapping[str, Any], where: str, example: str
+                    ) -> tuple[str | None, str | None]:
+    """Where a section's rows come from: exactly one of a SQL query or a table name."""
+    query, table = raw.get("query"), raw.get("table")
+    if (query is None) == (table is None):
+        raise SpecError(f"{where}: give exactly one of 'query' or 'table'")
+    if query is not None and (not isinstance(query, str) or not query.strip()):
+        raise SpecError(f"{where}: 'query' must be a non-empty SQL string")
+    if table is not None and (not isinstance(table, str) or not _IDENTIFIER.match(table)):
+        raise SpecError(f"{where}: 'table' must be a table name like {example} or schema.table")
+    return query, table
+
+
 def _resource(name: str, raw: Any, where: str) -> ResourceSpec:
     where = f"{where}: [{name}]"
     if not isinstance(raw, Mapping):
@@ -205,13 +212,7 @@ def _resource(name: str, raw: Any, where: str) -> ResourceSpec:
     unknown = set(raw) - _RESOURCE_KEYS[name]
     if unknown:
         raise SpecError(f"{where}: unknown entry {sorted(unknown)[0]!r}")
-    query, table = raw.get("query"), raw.get("table")
-    if (query is None) == (table is None):
-        raise SpecError(f"{where}: give exactly one of 'query' or 'table'")
-    if query is not None and (not isinstance(query, str) or not query.strip()):
-        raise SpecError(f"{where}: 'query' must be a non-empty SQL string")
-    if table is not None and (not isinstance(table, str) or not _IDENTIFIER.match(table)):
-        raise SpecError(f"{where}: 'table' must be a table name like crm_agents or schema.table")
+    query, table = _query_or_table(raw, where, "crm_agents")
     key_field, allowed, required = _RESOURCES[name]
     fields_raw = raw.get("fields")
     if not isinstance(fields_raw, Mapping):

@@ -23,7 +23,8 @@ from reconciler.adapters.crm.source import CrmUnavailable
 from reconciler.adapters.state import queries
 from reconciler.adapters.state.lease import Lease
 from reconciler.adapters.state.store import StateStore
-from reconciler.app.engine import Context, apply_plan, fill_in_lead_phones, gather_and_plan
+from reconciler.app.engine import Context, apply_plan, gather_and_plan
+from reconciler.app.lead_plan import fill_in_lead_phones
 from reconciler.config.settings import RESOURCES, DaemonSettings
 from reconciler.config.spec import Spec
 from reconciler.core.plan import GuardBreach

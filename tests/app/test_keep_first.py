@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from reconciler.adapters.crm.leads import SPACES, phone_digits
 from reconciler.adapters.crm.shared_phones import shared_phones, shared_phones_by_reading
 from reconciler.adapters.state import db
-from reconciler.app import engine
+from reconciler.app import lead_plan
 from reconciler.app.engine import apply_plan, gather_and_plan
 from reconciler.config.spec import load_spec
 from reconciler.core.plan import AddLeads, Plan
@@ -250,8 +250,8 @@ def test_phones_of_leads_recorded_before_are_filled_in_from_unchanged_crm_rows(
             "3 lead(s) were recorded before their phone was kept: the next apply fills it in "
             "from the CRM row when unchanged since export; until then keep_first cannot count "
             "them"]
-        assert engine.fill_in_lead_phones(ctx) == 3
-        assert engine.fill_in_lead_phones(ctx) == 0                       # done once
+        assert lead_plan.fill_in_lead_phones(ctx) == 3
+        assert lead_plan.fill_in_lead_phones(ctx) == 0                       # done once
         recorded = dict(state_engine.connect().execute(
             sa.text("SELECT lead_key, phone FROM shadow_leads")).all())
         assert recorded == {"500": PHONE, "6": "", "7": ""}        # "": not known
@@ -294,7 +294,7 @@ def test_fill_in_keeps_a_saved_plan_honest(
                     p=PHONE)
         saved = gather_and_plan(ctx).plan
         before = saved.basis.state_version
-        assert engine.fill_in_lead_phones(ctx) == 1
+        assert lead_plan.fill_in_lead_phones(ctx) == 1
         assert gather_and_plan(ctx).plan.basis.state_version != before
 
 

@@ -18,6 +18,7 @@ from tests.app.incremental_crm import (
 )
 from tests.app.test_leads import lead
 from tests.cli.test_cli import Setup
+from tests.helpers import write_config
 
 
 @pytest.fixture
@@ -26,21 +27,10 @@ def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Setup]:
     write_leads(crm, [{**lead(n), "updated_at": change_value("integer", n)} for n in (1, 2, 3)])
     sandbox = SandboxDialer()
     with start_background(sandbox) as server:
-        config = tmp_path / "reconciler.toml"
-        config.write_text(f"""
-[reconciler]
-spec = "{incremental_spec(tmp_path)}"
-[dialer]
-url = "{server.url}"
-user = "api"
-source = "clitest"
-backoff_base = 0
-[crm]
-url = "{crm}"
-[state]
-url = "sqlite:///{tmp_path / 'state.db'}"
-digest_key_file = "{tmp_path / 'digest.key'}"
-""")
+        config = write_config(tmp_path / "reconciler.toml", dialer_url=server.url, crm_url=crm,
+                              state_url=f"sqlite:///{tmp_path / 'state.db'}",
+                              spec=incremental_spec(tmp_path),
+                              dialer_extra='source = "clitest"\nbackoff_base = 0')
         monkeypatch.setenv("RECONCILER_DIALER_PASSWORD", "1234")
         monkeypatch.delenv("RECONCILER_CONFIG", raising=False)
         setup = Setup(tmp_path, config, crm, sandbox, server)

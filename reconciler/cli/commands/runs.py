@@ -18,12 +18,12 @@ from reconciler.app.engine import (
     Gathered,
     apply_plan,
     check_applicable,
-    fill_in_lead_phones,
     forget_settled_refusals,
     gather_and_plan,
     record_plan_run,
     stale_reasons,
 )
+from reconciler.app.lead_plan import fill_in_lead_phones
 from reconciler.app.render import render_plan
 from reconciler.apply import leads_settle
 from reconciler.apply.executor import RunReport
