@@ -19,6 +19,7 @@ from reconciler.adapters.state.dnc import DncBook
 from reconciler.app.engine import apply_plan, gather_and_plan
 from reconciler.app.render import render_plan
 from reconciler.cli.commands.runs import dialer_rejected
+from reconciler.cli.commands.status import gather_status, render_status
 from reconciler.config.spec import DncSpec, parse_spec
 from reconciler.core.plan import AddLeads, FlagDnc, Plan, from_json, to_json
 from reconciler.demo import crm as democrm
@@ -167,6 +168,7 @@ def test_a_phone_put_on_the_dnc_after_export_is_flagged_once_on_vicidial(
         report = apply_plan(ctx, gathered)
         assert report.outcome == "ok" and report.counts.get("flagged") == 2, report.failures
         assert DncBook(ctx.store).flagged() == {"3": "flagged", "11": "flagged"}
+        assert gather_status(ctx.settings, ctx.store.engine)["dnc_flags"] == {"flagged": 2}
         again = gather_and_plan(ctx).plan
         assert not again.has_changes, render_plan(again)
         assert not notes(again, "dnc_drift")
@@ -194,6 +196,10 @@ def test_a_lead_gone_from_the_dialer_is_recorded_and_not_flagged_again(
         assert report.outcome == "ok", report.failures
         assert DncBook(ctx.store).flagged() == {"5": "absent"}
         assert not gather_and_plan(ctx).plan.has_changes
+        report_of_status = gather_status(ctx.settings, ctx.store.engine)
+    assert report_of_status["dnc_flags"] == {"absent": 1}
+    assert "Leads set to DNC on the dialer (their phone went on the do-not-call list): 0; " \
+        "no longer on the dialer: 1" in render_status(report_of_status)
 
 
 LEADS_SPEC: dict[str, Any] = {

@@ -48,6 +48,12 @@ def test_the_pass_kind_is_shown_and_a_saved_plan_keeps_its_kind(
 
     assert cli.run("apply", "--yes") == 0
     capsys.readouterr()
+    assert cli.run("status") == 0
+    assert "Incremental lead passes: read past '3' (integer); last full pass 20" in \
+        capsys.readouterr().out
+    assert cli.run("status", "--json") == 0
+    shown = json.loads(capsys.readouterr().out)["lead_pass"]
+    assert (shown["mark"], shown["mark_type"], shown["full_pass_due"]) == ("3", "integer", False)
     assert cli.run("plan") == 0
     out = capsys.readouterr().out
     assert "Leads: incremental pass, the CRM rows changed since 3 only" in out

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 
 from reconciler.adapters.state.schema import (
     dialer_rejections,
+    dnc_flags,
     lead_batches,
     leases,
     run_steps,
@@ -181,6 +182,16 @@ def rejected_lead_count(engine: sa.Engine, target: str) -> int:
              .where(shadow_leads.c.target == target, shadow_leads.c.status == "rejected"))
     with engine.connect() as conn:
         return int(conn.execute(query).scalar() or 0)
+
+
+def dnc_flag_counts(engine: sa.Engine, target: str) -> dict[str, int]:
+    """Leads sent before whose phone went on the do-not-call list: how many were set to DNC on
+    the dialer (`flagged`), and how many were no longer there to set (`absent`)."""
+    t = dnc_flags.c
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(t.outcome, sa.func.count()).where(t.target == target)
+                            .group_by(t.outcome))
+        return {str(outcome): int(n) for outcome, n in rows}
 
 
 def dialer_rejections_held(engine: sa.Engine, target: str) -> list[dict[str, Any]]:

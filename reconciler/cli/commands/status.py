@@ -15,7 +15,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from reconciler.adapters.state import db, queries
+from reconciler.adapters.state import db, marks, queries
 from reconciler.cli.commands.common import EXIT_OK, count_at_least_one, load
 from reconciler.cli.commands.targets import add_target_option, for_each_target
 from reconciler.config.settings import RESOURCES, Settings
@@ -91,6 +91,8 @@ def gather_status(settings: Settings, engine: sa.Engine) -> dict[str, Any]:
         "resources": per_resource,
         "last_runs": dict(sorted(by_kind.items())),
         "in_doubt_batches": queries.in_doubt_batches(engine, target),
+        "lead_pass": _lead_pass(engine, target),
+        "dnc_flags": queries.dnc_flag_counts(engine, target),
         "rejected": {
             "crm_rows": int(crm_counts.get("crm_rejected", crm_counts.get("reject", 0))),
             "crm_rows_run_id": counted["run_id"] if counted else None,
@@ -102,6 +104,17 @@ def gather_status(settings: Settings, engine: sa.Engine) -> dict[str, Any]:
             "dialer_held": queries.dialer_rejections_held(engine, target),
         },
     }
+
+
+def _lead_pass(engine: sa.Engine, target: str) -> dict[str, Any] | None:
+    """Where the next incremental lead pass resumes (docs/incremental.md); None without one."""
+    mark = marks.load(engine, target)
+    if mark is None:
+        return None
+    due = mark.full_pass_due_at is not None and (
+        mark.full_pass_at is None or mark.full_pass_due_at >= mark.full_pass_at)
+    return {"mark": mark.mark, "mark_type": mark.mark_type,
+            "last_full_pass_at": mark.full_pass_at, "full_pass_due": due}
 
 
 def _declared_resources(settings: Settings) -> tuple[str, ...]:
@@ -136,8 +149,25 @@ def render_status(report: Mapping[str, Any]) -> str:
     if batches:
         lines.append("  Their leads are not sent again until the batches are resolved; "
                      "`reconciler leads in-doubt BATCH` lists them.")
+    lines += _lead_pass_lines(report["lead_pass"], report["dnc_flags"])
     lines += ["", *_rejected_lines(report["rejected"])]
     return "\n".join(lines) + "\n"
+
+
+def _lead_pass_lines(lead_pass: Mapping[str, Any] | None, dnc_flags: Mapping[str, int]
+                     ) -> list[str]:
+    lines = []
+    if lead_pass is not None:
+        full = lead_pass["last_full_pass_at"]
+        lines += ["", f"Incremental lead passes: read past {lead_pass['mark']!r} "
+                      f"({lead_pass['mark_type']}); last full pass "
+                      f"{_when(full) if full else 'never'}"
+                      + ("; the next pass is a full one" if lead_pass["full_pass_due"] else "")]
+    if dnc_flags:
+        lines += ["", f"Leads set to DNC on the dialer (their phone went on the do-not-call "
+                      f"list): {dnc_flags.get('flagged', 0)}; no longer on the dialer: "
+                      f"{dnc_flags.get('absent', 0)}"]
+    return lines
 
 
 def _doubtful(batch: Mapping[str, Any]) -> str:
