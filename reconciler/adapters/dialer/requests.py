@@ -15,6 +15,7 @@ from urllib.parse import quote_plus
 
 from reconciler.core import fields
 from reconciler.core.fields import FieldValue, Lead
+from reconciler.core.leads.batching import QUOTE_PLUS_KEPT
 from reconciler.errors import FieldInvalid
 from reconciler.redact import MASK
 
@@ -152,10 +153,9 @@ def form_encode(params: Iterable[tuple[str, str]]) -> bytes:
                     for name, value in params).encode()
 
 
-# quote_plus keeps letters, digits and `_.-~`, writes a space as `+` and every other byte as %XX.
-_KEPT = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~")
+# quote_plus keeps QUOTE_PLUS_KEPT, writes a space as `+` and every other byte as %XX.
 _ESCAPES = tuple((char, f"%{ord(char):02X}") for char in map(chr, range(128))
-                 if char not in _KEPT and char not in "% ")
+                 if char not in QUOTE_PLUS_KEPT and char not in "% ")
 
 
 def _quote_plus(value: str) -> str:

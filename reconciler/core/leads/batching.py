@@ -25,8 +25,9 @@ def lead_json(lead: Mapping[str, str]) -> str:
     return _JSON.encode(lead if type(lead) is dict else dict(lead))
 
 
-# quote_plus leaves these bytes as they are (space becomes '+'); every other byte becomes %XX.
-_KEPT = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.~ -"
+# The characters quote_plus leaves as they are; a space becomes '+', every other byte %XX.
+QUOTE_PLUS_KEPT = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~"
+_KEPT_OR_SPACE = (QUOTE_PLUS_KEPT + " ").encode()
 
 
 def lead_cost(lead: Mapping[str, str]) -> int:
@@ -37,7 +38,7 @@ def lead_cost(lead: Mapping[str, str]) -> int:
 def encoded_cost(text: str) -> int:
     """len(quote_plus(text)), counted without building the quoted string."""
     data = text.encode()
-    return len(data) + 2 * len(data.translate(None, _KEPT))
+    return len(data) + 2 * len(data.translate(None, _KEPT_OR_SPACE))
 
 
 @dataclass(frozen=True)
