@@ -154,6 +154,10 @@ def _run(ctx: Context, gathered: Gathered, plan: Plan, run_id: str, kind: str,
     if interrupted:
         log.warning("lead_batches_in_doubt", batches=interrupted,
                     reason="a previous run stopped between sending and recording")
+    if gathered.spill is not None and gathered.spill.redigest_count:
+        log.info("lead_digests_recorded_anew",
+                 leads=book.record_digests(gathered.spill.redigests()),
+                 reason="recorded by an earlier version, in another format")
     log.info("run_started", kind=kind, ops=len(plan.ops), plan_digest=plan.digest)
     report = Executor(ctx.dialer, ctx.store, gathered.desired, run_id, keep_going,
                       ctx.spec.policy.user_fields,

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator
 import sqlalchemy as sa
 import structlog
 
-from reconciler.adapters.crm.leads import LeadMapper, stream_leads
+from reconciler.adapters.crm.leads import LeadMapper, matches_earlier_digest, stream_leads
 from reconciler.adapters.state.leads import LeadBook
 from reconciler.config.spec import ResourceSpec
 from reconciler.core.leads.merge import PhoneOf
@@ -39,7 +39,8 @@ def sent_phones(desired: Iterable[DesiredLead | RowRejection], unknown: Iterable
             row = next(rows, None)
         phone = ""
         while row is not None and row.key == lead.key:
-            if not phone and row.digest == lead.digest:
+            if not phone and (row.digest == lead.digest
+                              or matches_earlier_digest(lead.digest, row.row)):
                 try:
                     phone = phone_of(row.row)
                 except ValueError:

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 import structlog
 
 from reconciler.adapters.crm.dnc import DncSource
-from reconciler.adapters.crm.leads import LeadMapper, stream_lead_chunks
+from reconciler.adapters.crm.leads import LeadMapper, matches_earlier_digest, stream_lead_chunks
 from reconciler.adapters.crm.shared_phones import shared_phones_later
 from reconciler.adapters.dialer import requests
 from reconciler.adapters.dialer.dialects import Dialect
@@ -115,7 +115,8 @@ def lead_context(settings: DialerSettings, crm: sa.Engine, resource: ResourceSpe
                        mapper.fields, mapper.phone,
                        partial(dialect.lead_problems, duplicate_check=duplicate_check),
                        keep_first_phone, shared,
-                       book.phone_holders if book is not None else None)
+                       book.phone_holders if book is not None else None,
+                       matches_earlier_digest=matches_earlier_digest)
 
 
 def batch_limits(settings: DialerSettings, one_by_one: bool = False) -> BatchLimits:

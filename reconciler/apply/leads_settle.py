@@ -27,7 +27,7 @@ from datetime import timedelta
 import sqlalchemy as sa
 import structlog
 
-from reconciler.adapters.crm.leads import LeadMapper, stream_leads
+from reconciler.adapters.crm.leads import LeadMapper, matches_earlier_digest, stream_leads
 from reconciler.adapters.state.leads import DoubtfulLead, LeadBook, LeadSettlement
 from reconciler.adapters.state.store import now
 from reconciler.config.settings import DialerSettings
@@ -128,8 +128,12 @@ def as_sent(crm: sa.Engine, resource: ResourceSpec, leads: Sequence[DoubtfulLead
         found.append(LeadAsSent(
             lead.key, lead.list_id, lead.status, fields.get("phone_number"),
             fields.get("vendor_lead_code"),
-            "unchanged" if row.digest == lead.digest else "changed"))
+            "unchanged" if _unchanged(lead, row) else "changed"))
     return found
+
+
+def _unchanged(lead: DoubtfulLead, row: DesiredLead) -> bool:
+    return row.digest == lead.digest or matches_earlier_digest(lead.digest, row.row)
 
 
 def _crm_rows(crm: sa.Engine, resource: ResourceSpec, mapper: LeadMapper,
@@ -144,7 +148,7 @@ def _wanted(lead: DoubtfulLead, row: DesiredLead | None, mapper: LeadMapper
     """(phone, vendor_lead_code) as sent, or why the lead cannot be looked up."""
     if row is None:
         return "no longer in the CRM"
-    if row.digest != lead.digest:
+    if not _unchanged(lead, row):
         return "its CRM row changed since it was sent"
     fields, _ = mapper.fields(row.row)
     phone, code = fields.get("phone_number", ""), fields.get("vendor_lead_code", "")

@@ -12,6 +12,9 @@ process dies) and is closed, so removed, when the run ends or its owner is colle
 in the same process as the plan, from the same read of the CRM the plan was made of, moments
 before sending: a CRM row changed in between is sent as it was read, with that reading's digest,
 so the next plan sees the change and reports it as drift (docs/leads.md).
+
+Leads recorded with a digest of an earlier version and unchanged since (`LeadRedigest`) are
+kept in a second file the same way, for apply to record their digest anew.
 """
 
 from __future__ import annotations
@@ -19,11 +22,13 @@ from __future__ import annotations
 import json
 import tempfile
 import weakref
-from collections.abc import Iterable, Iterator
-from typing import IO
+from collections.abc import Callable, Iterable, Iterator
+from typing import IO, TypeVar
 
-from reconciler.core.leads.merge import LeadBatch, LeadEvent
+from reconciler.core.leads.merge import LeadBatch, LeadEvent, LeadRedigest
 from reconciler.errors import ReconcilerError
+
+E = TypeVar("E")
 
 
 class SpillFailed(ReconcilerError):
@@ -36,34 +41,50 @@ def _failed(exc: OSError) -> SpillFailed:
                        f"{exc.strerror or type(exc).__name__}")
 
 
+def _temporary_file(owner: object, prefix: str) -> IO[bytes]:
+    """Open beyond this call: closed by `BatchSpill.close`, or when its owner is collected."""
+    file = tempfile.TemporaryFile(prefix=prefix)  # noqa: SIM115
+    weakref.finalize(owner, file.close)
+    return file
+
+
 class BatchSpill:
     """Lead batches on disk, written while planning (`keep`), read back in order (`batches`)."""
 
     def __init__(self) -> None:
         self._file: IO[bytes] | None = None
-        self._finalizer: weakref.finalize[[], BatchSpill] | None = None
+        self._redigest_file: IO[bytes] | None = None
         self.count = 0
+        self.redigest_count = 0
         self.closed = False
 
     def keep(self, events: Iterable[LeadEvent]) -> Iterator[LeadEvent]:
-        """Pass the merge's events through, writing each batch down as it goes by."""
+        """Pass the merge's events through, writing each batch (and each lead to record anew)
+        down as it goes by."""
         for event in events:
             if isinstance(event, LeadBatch):
-                self._write(event)
+                self._write(self._write_down, event)
+            elif isinstance(event, LeadRedigest):
+                self._write(self._write_redigest, event)
             yield event
 
-    def _write(self, batch: LeadBatch) -> None:
+    @staticmethod
+    def _write(write: Callable[[E], None], event: E) -> None:
         try:
-            self._write_down(batch)
+            write(event)
         except OSError as exc:
             raise _failed(exc) from None
 
+    def _write_redigest(self, lead: LeadRedigest) -> None:
+        if self._redigest_file is None:
+            self._redigest_file = _temporary_file(self, "reconciler-digests-")
+        self._redigest_file.write(json.dumps([lead.key, lead.recorded, lead.digest]).encode()
+                                  + b"\n")
+        self.redigest_count += 1
+
     def _write_down(self, batch: LeadBatch) -> None:
         if self._file is None:    # made at the first batch: a no-change plan makes none
-            # Open beyond this call: closed by close(), or when the spill is collected.
-            file = tempfile.TemporaryFile(prefix="reconciler-batches-")  # noqa: SIM115
-            self._finalizer = weakref.finalize(self, file.close)
-            self._file = file
+            self._file = _temporary_file(self, "reconciler-batches-")
         head = [batch.list_id, batch.seq, [key for key, _, _ in batch.items],
                 [digest for _, _, digest in batch.items]]
         # Both lines are JSON (ASCII, no raw line break), so a line break ends each.
@@ -94,8 +115,24 @@ class BatchSpill:
             yield LeadBatch(list_id, seq, tuple(zip(keys, leads, digests, strict=True)),
                             multi_leads)
 
+    def redigests(self) -> Iterator[LeadRedigest]:
+        """The leads to record anew with the digest of this version, in key order."""
+        if self.closed:
+            raise ValueError("the lead batches were already sent: plan again")
+        file = self._redigest_file
+        if file is None:
+            return
+        try:
+            file.flush()
+            file.seek(0)
+            for line in file:
+                yield LeadRedigest(*json.loads(line))
+        except OSError as exc:
+            raise _failed(exc) from None
+
     def close(self) -> None:
-        """Remove the file. Reading is refused from now on."""
+        """Remove the files. Reading is refused from now on."""
         self.closed = True
-        if self._finalizer is not None:
-            self._finalizer()
+        for file in (self._file, self._redigest_file):
+            if file is not None:
+                file.close()

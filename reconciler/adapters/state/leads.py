@@ -25,6 +25,7 @@ from collections import defaultdict
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from itertools import islice
 from typing import Any
 
 import sqlalchemy as sa
@@ -34,6 +35,7 @@ from reconciler.adapters.state import db, marks, queries
 from reconciler.adapters.state.schema import lead_batches, shadow_leads
 from reconciler.adapters.state.store import StateStore, StepWriter, now
 from reconciler.core.leads.chunks import recorded_leads
+from reconciler.core.leads.merge import LeadRedigest
 from reconciler.core.model import UNCERTAIN_LEAD_STATUSES, RecordedChunk, RecordedLead
 from reconciler.errors import StateError
 
@@ -192,6 +194,25 @@ class LeadBook:
                 write()
         if pending:
             write()
+        return done
+
+    def record_digests(self, leads: Iterable[LeadRedigest], chunk: int = 5000) -> int:
+        """Record anew the digest of leads recorded with one of an earlier format, each only
+        where the state still holds that earlier one. Committed a chunk at a time, fenced by
+        the lease; the version stays (the leads mean what they meant). Returns how many."""
+        t = shadow_leads.c
+        statement = (sa.update(shadow_leads)
+                     .where(t.target == self.target, t.lead_key == sa.bindparam("key"),
+                            t.fields_digest == sa.bindparam("recorded"))
+                     .values(fields_digest=sa.bindparam("digest")))
+        done = 0
+        items = iter(leads)
+        while part := list(islice(items, chunk)):
+            with self.engine.begin() as conn:
+                self.store.fence(conn)
+                done += conn.execute(statement, [
+                    {"key": lead.key, "recorded": lead.recorded, "digest": lead.digest}
+                    for lead in part]).rowcount
         return done
 
     def record_outcome(self, batch_id: str, results: Sequence[LeadResult], state: str,

@@ -57,6 +57,9 @@ Pair = tuple[str, str]                  # (list_id, phone as sent)
 PhoneHolders = Callable[[Collection[Pair]], Mapping[Pair, tuple[str, ...]]]
 # Pairs -> why each pair that is on the do-not-call list must not be called (core/leads/dnc.py).
 DncCheck = Callable[[Collection[Pair]], Mapping[Pair, str]]
+# (digest recorded, CRM row) -> whether it is the digest of the row in the format of an earlier
+# version (which a digest of this version's format cannot equal).
+EarlierDigest = Callable[[str, tuple[Any, ...]], bool]
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,7 @@ class LeadContext:
     phone_holders: PhoneHolders | None = None
     # do-not-call, asked of the CRM a chunk of leads about to be sent at a time.
     dnc: DncCheck | None = None
+    matches_earlier_digest: EarlierDigest | None = None
 
 
 @dataclass(frozen=True)
@@ -107,12 +111,23 @@ class LeadSkipped:
 
 
 @dataclass(frozen=True)
+class LeadRedigest:
+    """A lead recorded with a digest of an earlier format, its row unchanged since: apply
+    records the digest anew (`digest`, in place of `recorded`), so the next plan compares it
+    in one step with its run."""
+
+    key: str
+    recorded: str
+    digest: str
+
+
+@dataclass(frozen=True)
 class LeadTotals:
     counts: Mapping[tuple[str, str], int]     # (list_id, state) -> leads
     digest: str                               # of every desired lead: part of the plan basis
 
 
-LeadEvent = LeadBatch | Reject | LeadDrift | LeadSkipped | LeadTotals
+LeadEvent = LeadBatch | Reject | LeadDrift | LeadSkipped | LeadRedigest | LeadTotals
 NOTHING: tuple[LeadEvent, ...] = ()
 
 
@@ -162,6 +177,8 @@ class _Merge:
                 self.counts[lead.list_id, SENT] += 1
                 if have.digest == lead.digest:
                     return NOTHING
+                if self._unchanged_since(have, lead):
+                    return (LeadRedigest(lead.key, have.digest, lead.digest),)
                 moved = have.list_id != lead.list_id
                 return (LeadDrift(lead.list_id, MOVED if moved else CHANGED, lead.key),)
             if status in UNCERTAIN_LEAD_STATUSES:
@@ -170,6 +187,9 @@ class _Merge:
             if have.digest == lead.digest:
                 self.counts[lead.list_id, REJECTED_BEFORE] += 1  # resent once the CRM fixes it
                 return NOTHING
+            if self._unchanged_since(have, lead):
+                self.counts[lead.list_id, REJECTED_BEFORE] += 1
+                return (LeadRedigest(lead.key, have.digest, lead.digest),)
         first = self._first_with_phone(lead)
         if first is not None:
             return (self._reject(lead, "phone_number", f"duplicate phone in list "
@@ -180,6 +200,11 @@ class _Merge:
             return tuple(self._send_unless_held()) if len(self.waiting) >= HELD_CHUNK \
                 else NOTHING
         return tuple(self._send(lead))
+
+    def _unchanged_since(self, have: RecordedLead, lead: DesiredLead) -> bool:
+        """Recorded with a digest of an earlier format: the row unchanged since?"""
+        earlier = self.ctx.matches_earlier_digest
+        return earlier is not None and earlier(have.digest, lead.row)
 
     def _first_with_phone(self, lead: DesiredLead) -> str | None:
         """keep_first: the key of the lead that keeps this one's phone, when it is another."""

@@ -17,6 +17,7 @@ from reconciler.core.leads.merge import (
     LeadBatch,
     LeadDrift,
     LeadEvent,
+    LeadRedigest,
     LeadSkipped,
     LeadTotals,
 )
@@ -60,6 +61,7 @@ def plan_leads(stream: Iterable[LeadEvent]) -> LeadPart:
     skipped: dict[tuple[str, str], list[str]] = defaultdict(list)
     skipped_counts: dict[tuple[str, str], int] = defaultdict(int)
     totals = LeadTotals({}, "")
+    redigested = 0
     for event in stream:
         if isinstance(event, LeadBatch):
             ops.append(AddLeads(event.list_id, event.seq, event.keys))
@@ -75,6 +77,8 @@ def plan_leads(stream: Iterable[LeadEvent]) -> LeadPart:
             skipped_counts[where] += 1
             if len(skipped[where]) < NOTE_KEYS_SHOWN:
                 skipped[where].append(event.key)
+        elif isinstance(event, LeadRedigest):
+            redigested += 1
         else:
             totals = event
     notes = tuple(
@@ -90,7 +94,10 @@ def plan_leads(stream: Iterable[LeadEvent]) -> LeadPart:
              f"{skipped_counts[list_id, reason]} lead(s) not sent: their phone is {reason}",
              tuple(skipped[list_id, reason]))
         for list_id, reason in sorted(skipped)
-    )
+    ) + ((Note("leads", "state", "earlier_digests",
+               f"{redigested} lead(s) were recorded with the digest of an earlier version: "
+               f"they are unchanged, and the next apply records their digest anew"),)
+         if redigested else ())
     counts = tuple(sorted((list_id, state, n) for (list_id, state), n in totals.counts.items()))
     return LeadPart(tuple(ops), tuple(rejects), notes, counts, totals.digest)
 

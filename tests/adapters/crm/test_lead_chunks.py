@@ -1,5 +1,5 @@
 """CRM lead rows read a chunk at a time: the same keys, lists, rejections and digests as reading
-them row by row, and digests comparable with those states recorded before."""
+them row by row, and digests stable across versions, those of an earlier format recognised."""
 
 from __future__ import annotations
 
@@ -10,7 +10,12 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reconciler.adapters.crm.leads import LeadMapper, row_digest, row_digests
+from reconciler.adapters.crm.leads import (
+    LeadMapper,
+    matches_earlier_digest,
+    row_digest,
+    row_digests,
+)
 from reconciler.config.spec import LEAD_KEY, FieldSource, ResourceSpec
 from reconciler.core.model import RowRejection
 
@@ -75,8 +80,20 @@ def test_a_chunk_reads_every_row_as_reading_it_alone(
     assert in_chunk(mapper, rows) == row_by_row(mapper, rows)
 
 
-def test_the_digest_is_the_one_states_recorded_before() -> None:
+def test_the_digest_is_stable_across_runs_and_versions() -> None:
+    """States keep these digests: a change of format would report every lead as drift."""
     rows = [(1, "1101", "5550000001", None, 2.5), ("a", "b", "", Decimal("1.0"), b"x")]
-    before = [blake2b(repr(tuple(row)).encode(), digest_size=16).hexdigest() for row in rows]
-    assert row_digests(rows) == [row_digest(row) for row in rows] == before
-    assert row_digest((1, "1101")) == "140d47fcee9bb9bda57a5fc7e8d96a8f"
+    assert row_digests(rows) == [row_digest(row) for row in rows]
+    assert row_digest((1, "1101")) == "71a91ea3ce19c128"
+    assert len({row_digest(row) for row in rows}) == 2
+
+
+def test_a_digest_an_earlier_version_recorded_matches_only_its_row() -> None:
+    rows = [(1, "1101", "5550000001", None, 2.5), ("a", "b", "", Decimal("1.0"), b"x")]
+    earlier = [blake2b(repr(tuple(row)).encode(), digest_size=16).hexdigest() for row in rows]
+    assert [matches_earlier_digest(d, row) for d, row in zip(earlier, rows, strict=True)] \
+        == [True, True]
+    assert not matches_earlier_digest(earlier[0], rows[1])
+    assert not matches_earlier_digest(earlier[0], (1, "1101", "5550000001", None, 2.6))
+    # A digest of this version's format is never taken for an earlier one.
+    assert not matches_earlier_digest(row_digest(rows[0]), rows[0])
