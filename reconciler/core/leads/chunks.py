@@ -87,7 +87,7 @@ class Decisions(Protocol[E_co]):
 
     def decide(self, lead: DesiredLead, have: RecordedLead | None) -> Iterable[E_co]: ...
 
-    def unchanged(self, keys: list[str], list_ids: list[str], digests: list[str]) -> None: ...
+    def unchanged(self, list_ids: list[str], digests: list[str]) -> None: ...
 
     def gone(self, list_id: str) -> None: ...
 
@@ -117,7 +117,7 @@ def unchanged_run(merge: Decisions[E], crm: Cursor, state: StateCursor, run: int
     start = 0
     for at in (*differ, taken):
         if at > start:
-            merge.unchanged(mine[start:at], lists[i + start:i + at], digests_now[start:at])
+            merge.unchanged(lists[i + start:i + at], digests_now[start:at])
         if at == taken:
             break
         yield from merge.decide(

@@ -141,32 +141,33 @@ class _Merge:
     shared: Mapping[Pair, str] | None = None
     lists_sharing: frozenset[str] = frozenset()
     digest: hashlib._Hash = field(default_factory=hashlib.sha256)
-    pending_digest: list[str] = field(default_factory=list)
-    remembered: int = 0
+    pending_digests: list[str] = field(default_factory=list)
+    unchanged_lists: list[str] = field(default_factory=list)    # list_id per lead, not counted
     sent_unchanged: Counter[str] = field(default_factory=Counter)     # list_id -> leads
 
     def remember(self, lead: DesiredLead) -> None:
-        """Fold the lead into the digest of the desired state (by chunks: it runs per lead)."""
-        self.pending_digest.append(f"{lead.key}\x1f{lead.digest}")
-        self.remembered += 1
-        if len(self.pending_digest) >= DIGEST_FOLD:
+        """Fold the lead into the digest of the desired state: its row digest, which covers
+        its key and every column read (folded by chunks: this runs per lead)."""
+        self.pending_digests.append(lead.digest)
+        if len(self.pending_digests) >= DIGEST_FOLD:
             self._fold()
 
     def gone(self, list_id: str) -> None:
         self.counts[list_id, GONE] += 1
 
-    def unchanged(self, keys: list[str], list_ids: list[str], digests: list[str]) -> None:
+    def unchanged(self, list_ids: list[str], digests: list[str]) -> None:
         """A run of leads sent before and unchanged since: counted and remembered at once."""
-        self.sent_unchanged.update(list_ids)
-        self._fold()
-        self.pending_digest.append("\x1e".join(map("\x1f".join, zip(keys, digests, strict=True))))
-        self.remembered += len(keys)
-        self._fold()
+        self.unchanged_lists += list_ids
+        self.pending_digests += digests
+        if len(self.pending_digests) >= DIGEST_FOLD:
+            self._fold()
 
     def _fold(self) -> None:
-        if self.pending_digest:
-            self.digest.update(("\x1e".join(self.pending_digest) + "\x1e").encode())
-            self.pending_digest.clear()
+        if self.pending_digests:
+            self.digest.update(("\x1e".join(self.pending_digests) + "\x1e").encode())
+            self.pending_digests.clear()
+        self.sent_unchanged.update(self.unchanged_lists)
+        self.unchanged_lists.clear()
 
     def decide(self, lead: DesiredLead, have: RecordedLead | None) -> tuple[LeadEvent, ...]:
         """What to do with one lead. Returns events; usually none (unchanged, already sent)."""
@@ -278,10 +279,6 @@ class _Merge:
 
     def finish(self) -> Iterator[LeadEvent]:
         self._fold()
-        if self.remembered % DIGEST_FOLD == 0:
-            # The digest as folded lead by lead, DIGEST_FOLD at a time, has one separator more
-            # then: kept, so that a plan saved before runs were compared at once stays current.
-            self.digest.update(b"\x1e")
         for list_id, leads in self.sent_unchanged.items():
             self.counts[list_id, SENT] += leads
         if self.waiting:
