@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -217,3 +218,27 @@ def test_the_digest_of_the_desired_leads_does_not_depend_on_how_the_merge_walked
     for sizes in [(5000, 5000), (7, 3), (1, 1)]:
         assert chunked(Case("", desired, recorded), *sizes)[2] \
             == hashlib.sha256(folded.encode()).hexdigest()
+
+
+def test_in_a_run_a_digest_of_another_length_is_asked_of_the_earlier_format() -> None:
+    """Same length, different digest: drift, counted with the run. Another length: the row is
+    asked whether it is that earlier digest's row (recorded anew) or not (drift)."""
+    desired, recorded = unchanged(12)
+    names = keys(12)
+    desired[2] = crm(names[2], digest="d2")                         # changed since export
+    desired[4] = crm(names[4], list_id="L2", digest="d2")           # moved since export
+    recorded[6] = had(names[6], digest=f"earlier:{names[6]}")       # unchanged, older format
+    recorded[8] = had(names[8], digest="earlier:changed")           # changed, older format
+    ctx = replace(context(Case("", desired, recorded)),
+                  matches_earlier_digest=lambda digest, row: digest == f"earlier:{row[0]}")
+    for sizes in [(5000, 5000), (3, 5), (1, 1)]:
+        events = list(lead_chunk_events(desired_chunks(desired, sizes[0]),
+                                        recorded_chunks(recorded, sizes[1]), ctx))
+        *decided, totals = events
+        assert [(type(e).__name__, getattr(e, "topic", ""), e.key) for e in decided] == [
+            ("LeadDrift", "changed_after_export", names[2]),
+            ("LeadDrift", "moved_to_other_list", names[4]),
+            ("LeadRedigest", "", names[6]),
+            ("LeadDrift", "changed_after_export", names[8])], sizes
+        assert isinstance(totals, LeadTotals)
+        assert totals.counts == {("L1", "sent"): 11, ("L2", "sent"): 1}

@@ -89,6 +89,8 @@ class Decisions(Protocol[E_co]):
 
     def unchanged(self, list_ids: list[str], digests: list[str]) -> None: ...
 
+    def drift(self, key: str, list_id: str, list_then: str) -> E_co: ...
+
     def gone(self, list_id: str) -> None: ...
 
 
@@ -96,8 +98,8 @@ def unchanged_run(merge: Decisions[E], crm: Cursor, state: StateCursor, run: int
                   ) -> Generator[E | Reject, None, int]:
     """Up to `run` leads on which both streams have the same keys, rising strictly (no
     duplicate, nothing out of order: those are left to `one_lead`), and where the CRM's next
-    key differs from the last taken. Unchanged sent leads are counted in one step; the others
-    are decided one by one. Returns how many leads were taken."""
+    key differs from the last taken. Sent leads are counted in one step, those changed since
+    (drift) noted; the others are decided one by one. Returns how many leads were taken."""
     keys, lists, digests, rows = crm.columns
     their_keys, their_lists, their_digests, statuses = state.columns
     i, j = crm.at, state.at
@@ -110,14 +112,24 @@ def unchanged_run(merge: Decisions[E], crm: Cursor, state: StateCursor, run: int
     digests_now, digests_then = digests[i:i + taken], their_digests[j:j + taken]
     statuses_then = statuses[j:j + taken]
     if digests_now == digests_then and statuses_then.count(SENT_STATUS) == taken:
-        differ: list[int] = []
-    else:
-        differ = sorted({*compress(count(), map(ne, digests_now, digests_then)),
-                         *compress(count(), map(ne, statuses_then, repeat(SENT_STATUS)))})
-    start = 0
-    for at in (*differ, taken):
+        merge.unchanged(lists[i:i + taken], digests_now)
+        return taken
+    # Decided one by one: a lead not sent, or recorded with a digest of another format (its
+    # length differs). A sent lead whose digest of the same format differs is drift: counted
+    # and remembered with its run, as `decide` would.
+    unsent = set(compress(count(), map(ne, statuses_then, repeat(SENT_STATUS))))
+    changed = set(compress(count(), map(ne, digests_now, digests_then))) - unsent
+    drifted = sorted(at for at in changed if len(digests_now[at]) == len(digests_then[at]))
+    alone = sorted(unsent | changed.difference(drifted))
+    start, drift_at = 0, iter(drifted)
+    following_drift = next(drift_at, taken)
+    for at in (*alone, taken):
         if at > start:
             merge.unchanged(lists[i + start:i + at], digests_now[start:at])
+            while following_drift < at:
+                yield merge.drift(mine[following_drift], lists[i + following_drift],
+                                  their_lists[j + following_drift])
+                following_drift = next(drift_at, taken)
         if at == taken:
             break
         yield from merge.decide(

@@ -78,6 +78,8 @@ class LeadContext:
     phone_holders: PhoneHolders | None = None
     # do-not-call, asked of the CRM a chunk of leads about to be sent at a time.
     dnc: DncCheck | None = None
+    # A recorded digest of another length is of another format (an earlier version's): equal
+    # or not says nothing, this does.
     matches_earlier_digest: EarlierDigest | None = None
 
 
@@ -180,8 +182,7 @@ class _Merge:
                     return NOTHING
                 if self._unchanged_since(have, lead):
                     return (LeadRedigest(lead.key, have.digest, lead.digest),)
-                moved = have.list_id != lead.list_id
-                return (LeadDrift(lead.list_id, MOVED if moved else CHANGED, lead.key),)
+                return (self.drift(lead.key, lead.list_id, have.list_id),)
             if status in UNCERTAIN_LEAD_STATUSES:
                 self.counts[lead.list_id, IN_DOUBT] += 1       # never resent silently
                 return NOTHING
@@ -202,10 +203,16 @@ class _Merge:
                 else NOTHING
         return tuple(self._send(lead))
 
+    def drift(self, key: str, list_id: str, list_then: str) -> LeadDrift:
+        """A lead sent, its CRM row changed since (`unchanged_run` counts and remembers it)."""
+        return LeadDrift(list_id, MOVED if list_then != list_id else CHANGED, key)
+
     def _unchanged_since(self, have: RecordedLead, lead: DesiredLead) -> bool:
-        """Recorded with a digest of an earlier format: the row unchanged since?"""
+        """Recorded with a digest of another format (another length): the row unchanged
+        since? (`LeadContext.matches_earlier_digest`)"""
         earlier = self.ctx.matches_earlier_digest
-        return earlier is not None and earlier(have.digest, lead.row)
+        return len(have.digest) != len(lead.digest) and earlier is not None \
+            and earlier(have.digest, lead.row)
 
     def _first_with_phone(self, lead: DesiredLead) -> str | None:
         """keep_first: the key of the lead that keeps this one's phone, when it is another."""
