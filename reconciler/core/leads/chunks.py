@@ -8,6 +8,7 @@ the rest of a chunk to the next when the merge must look past its end.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Generator, Iterable, Iterator, Sequence
 from itertools import compress, count, islice, repeat
 from operator import ge, ne
@@ -136,6 +137,24 @@ def unchanged_run(merge: Decisions[E], crm: Cursor, state: StateCursor, run: int
             DesiredLead(mine[at], lists[i + at], digests_now[at], rows[i + at]),
             RecordedLead(mine[at], their_lists[j + at], digests_then[at], statuses_then[at]))
         start = at + 1
+    return taken
+
+
+def new_run(merge: Decisions[E], crm: Cursor, state: StateCursor, run: int
+            ) -> Generator[E | Reject, None, int]:
+    """Up to `run` CRM leads whose keys rise strictly (no duplicate, no rejected row, nothing
+    out of order: those are left to `one_lead`) and come before the state's next key: leads
+    never recorded, decided one by one without looking at the state for each. Returns how
+    many leads were taken."""
+    keys, lists, digests, rows = crm.columns
+    i = crm.at
+    mine = keys[i:i + run + 1]                  # and the next one: a duplicate of the last?
+    taken = next(compress(count(), map(ge, mine, islice(mine, 1, run + 1))), min(run, len(mine)))
+    if state.ensure(1):
+        taken = bisect_left(mine, state.columns[0][state.at], 0, taken)
+    for at in range(taken):
+        yield from merge.decide(DesiredLead(mine[at], lists[i + at], digests[i + at],
+                                            rows[i + at]), None)
     return taken
 
 

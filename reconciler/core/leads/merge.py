@@ -23,6 +23,7 @@ from reconciler.core.leads.chunks import (
     Cursor,
     StateCursor,
     desired_chunks,
+    new_run,
     one_lead,
     recorded_chunks,
     unchanged_run,
@@ -312,8 +313,8 @@ def lead_chunk_events(
     """One pass over both streams, in key order, given a chunk at a time.
 
     Where both streams go on with the same keys, a run of leads is compared in one step
-    (`unchanged_run`); a lead that differs, a key on one side only and a duplicate key are
-    decided one by one (`one_lead`).
+    (`unchanged_run`); a run of CRM keys before the state's next one is new (`new_run`); a key
+    only the state has, a duplicate key and a key out of order are met one by one (`one_lead`).
     """
     merge = _Merge(ctx)
     crm, state = Cursor(desired, 4), StateCursor(recorded)
@@ -331,6 +332,13 @@ def lead_chunk_events(
                 crm.at += taken
                 state.advance(taken)
                 window = min(2 * window, CHUNK) if taken == run else FIRST_RUN
+                continue
+        if ahead > 1 and crm.columns[0][i] > previous and (
+                not state.ensure(1) or crm.columns[0][i] < state.columns[0][j]):
+            taken = yield from new_run(merge, crm, state, ahead - 1)
+            if taken:
+                previous = crm.columns[0][i + taken - 1]
+                crm.at += taken
                 continue
         previous = yield from one_lead(merge, crm, state, previous)
     while state.ensure(1):
