@@ -22,9 +22,11 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
+from operator import itemgetter
 from typing import Any
 
 import sqlalchemy as sa
@@ -35,7 +37,7 @@ from reconciler.adapters.state.schema import lead_batches, shadow_leads
 from reconciler.adapters.state.store import StateStore, StepWriter, now
 from reconciler.core.leads.chunks import recorded_leads
 from reconciler.core.model import UNCERTAIN_LEAD_STATUSES, RecordedChunk, RecordedLead
-from reconciler.errors import StateError
+from reconciler.errors import LeaseLost, StateError
 
 QUEUED, SENDING = "queued", "sending"
 UNCERTAIN = tuple(sorted(UNCERTAIN_LEAD_STATUSES))
@@ -110,21 +112,21 @@ class LeadBook:
                       items: Sequence[tuple[str, Any, str]], status: str = "pending") -> str:
         """Commit, before sending, which leads this batch carries. Returns the batch id.
 
-        `status`: `pending` for a batch sent whole, `queued` for one sent lead by lead."""
+        `status`: `pending` for a batch sent whole at once; `queued` for one sent later (marked
+        by `record_sending` just before) or lead by lead."""
         batch_id = str(uuid.uuid4())
+        at = now()
         with self.engine.begin() as conn:
             self.store.fence(conn)          # a process whose lease was taken over stops here
             conn.execute(sa.insert(lead_batches).values(
                 batch_id=batch_id, target=self.target, list_id=list_id, run_id=run_id,
-                state="intent", lead_count=len(items), created_at=now()))
+                state="intent", lead_count=len(items), created_at=at))
             keys = [key for key, _, _ in items]
             conn.execute(sa.delete(shadow_leads).where(
                 shadow_leads.c.target == self.target, shadow_leads.c.lead_key.in_(keys)))
-            conn.execute(sa.insert(shadow_leads), [
-                {"target": self.target, "lead_key": key, "list_id": list_id,
-                 "fields_digest": digest, "status": status, "batch_id": batch_id,
-                 "phone": fields.get("phone_number"), "updated_at": now()}
-                for key, fields, digest in items])
+            self._writes.insert_leads.run(
+                conn, [(key, digest, fields.get("phone_number")) for key, fields, digest in items],
+                target=self.target, list_id=list_id, status=status, batch_id=batch_id, at=at)
             StepWriter(conn, self.target, run_id).bump_version()
         return batch_id
 
@@ -195,22 +197,48 @@ class LeadBook:
         return done
 
     def record_outcome(self, batch_id: str, results: Sequence[LeadResult], state: str,
-                       message: str = "") -> None:
-        t = shadow_leads.c
-        statement = (
-            sa.update(shadow_leads)
-            .where(t.target == self.target, t.lead_key == sa.bindparam("key"),
-                   t.batch_id == batch_id)
-            .values(status=sa.bindparam("status"), dialer_lead_id=sa.bindparam("lead_id"),
-                    message=sa.bindparam("why"), updated_at=now())
-        )
+                       message: str = "", *, sending: str | None = None) -> None:
+        """Commit a batch's answer: each lead's outcome, the batch `state`. With `sending`, the
+        batch about to be sent next is marked so in the same transaction (see record_sending);
+        when the lease is lost, the answer is committed all the same and LeaseLost raised."""
+        if sending is not None:
+            try:
+                with self.engine.begin() as conn:
+                    self._mark_sending(conn, sending)
+                    self._write_outcome(conn, batch_id, results, state, message)
+                return
+            except LeaseLost:
+                self.record_outcome(batch_id, results, state, message)
+                raise
         with self.engine.begin() as conn:
-            if results:     # one executemany for the batch, not a statement per lead
-                conn.execute(statement, [
-                    {"key": r.key, "status": r.status, "lead_id": r.dialer_lead_id,
-                     "why": r.message or None} for r in results])
-            self._settle(conn, batch_id, state, message)
-            StepWriter(conn, self.target, "").bump_version()
+            self._write_outcome(conn, batch_id, results, state, message)
+
+    def record_sending(self, batch_id: str) -> None:
+        """A batch recorded `queued` is about to be sent whole: its leads become `pending` (may
+        be on the dialer), from now. Fenced, like an intent."""
+        with self.engine.begin() as conn:
+            self._mark_sending(conn, batch_id)
+
+    def _mark_sending(self, conn: sa.Connection, batch_id: str) -> None:
+        t = shadow_leads.c
+        self.store.fence(conn)              # a process whose lease was taken over stops here
+        conn.execute(sa.update(shadow_leads)
+                     .where(t.target == self.target, t.batch_id == batch_id, t.status == QUEUED)
+                     .values(status="pending", updated_at=now()))
+        StepWriter(conn, self.target, "").bump_version()
+
+    def _write_outcome(self, conn: sa.Connection, batch_id: str, results: Sequence[LeadResult],
+                       state: str, message: str) -> None:
+        if results:     # one executemany for the batch, not a statement per lead
+            self._writes.update_outcomes.run(
+                conn, [(r.key, r.status, r.dialer_lead_id, r.message or None) for r in results],
+                target=self.target, batch_id=batch_id, at=now())
+        self._settle(conn, batch_id, state, message)
+        StepWriter(conn, self.target, "").bump_version()
+
+    @cached_property
+    def _writes(self) -> _LeadWrites:
+        return _LeadWrites(self.engine.dialect)
 
     def record_progress(self, batch_id: str, answered: Sequence[LeadResult],
                         sending: Sequence[str]) -> None:
@@ -406,3 +434,62 @@ def _aware(row: sa.RowMapping) -> dict[str, Any]:
 def _refuse_early(batch_id: str, last_sent: datetime, window: timedelta) -> None:
     if datetime.now(UTC) < last_sent + window:
         raise ResolvedTooEarly(batch_id, last_sent, last_sent + window)
+
+
+class _LeadWrites:
+    """The writes of every lead of a batch, compiled once for the dialect."""
+
+    def __init__(self, dialect: sa.Dialect) -> None:
+        t, param = shadow_leads.c, sa.bindparam
+        self.insert_leads = _DriverRows(
+            sa.insert(shadow_leads).values(
+                target=param("b_target"), lead_key=param("b_key"), list_id=param("b_list"),
+                fields_digest=param("b_digest"), status=param("b_status"),
+                batch_id=param("b_batch"), phone=param("b_phone"), updated_at=param("b_at")),
+            dialect, per_row=("b_key", "b_digest", "b_phone"),
+            per_batch={"target": "b_target", "list_id": "b_list", "status": "b_status",
+                       "batch_id": "b_batch", "at": "b_at"})
+        self.update_outcomes = _DriverRows(
+            sa.update(shadow_leads)
+            .where(t.target == param("b_target"), t.lead_key == param("b_key"),
+                   t.batch_id == param("b_batch"))
+            .values(status=param("b_status"), dialer_lead_id=param("b_lead_id"),
+                    message=param("b_why"), updated_at=param("b_at")),
+            dialect, per_row=("b_key", "b_status", "b_lead_id", "b_why"),
+            per_batch={"target": "b_target", "batch_id": "b_batch", "at": "b_at"})
+
+
+class _DriverRows:
+    """One statement run for many rows through the driver's executemany, its SQL compiled once.
+
+    SQLAlchemy would build and type-process every row's parameters, which costs more than the
+    write itself: here the values the same for every row are processed once, and each row is a
+    tuple put in the driver's order. So the binds given per row must need no processing on this
+    dialect (text)."""
+
+    def __init__(self, statement: sa.Insert | sa.Update, dialect: sa.Dialect, *,
+                 per_row: tuple[str, ...], per_batch: dict[str, str]) -> None:
+        compiled = statement.compile(dialect=dialect)
+        self.sql = compiled.string
+
+        def processor(name: str) -> Callable[[Any], Any] | None:
+            bind_type: sa.types.TypeEngine[Any] = compiled.binds[name].type
+            process: Callable[[Any], Any] | None = \
+                bind_type.dialect_impl(dialect).bind_processor(dialect)
+            return process
+
+        if needing := [name for name in per_row if processor(name) is not None]:
+            raise TypeError(f"binds given per row need processing on {dialect.name}: {needing}")
+        self._per_batch = [(arg, processor(name)) for arg, name in per_batch.items()]
+        names = (*per_row, *per_batch.values())
+        self._params: Callable[[tuple[Any, ...]], Any]
+        if compiled.positional:
+            self._params = itemgetter(*(names.index(name) for name in compiled.positiontup or ()))
+        else:
+            self._params = lambda row: dict(zip(names, row, strict=True))
+
+    def run(self, conn: sa.Connection, rows: Iterable[tuple[Any, ...]], **per_batch: Any) -> None:
+        fixed = tuple(per_batch[arg] if process is None else process(per_batch[arg])
+                      for arg, process in self._per_batch)
+        params = self._params
+        conn.exec_driver_sql(self.sql, [params(row + fixed) for row in rows])
