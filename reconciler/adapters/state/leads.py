@@ -121,9 +121,11 @@ class LeadBook:
             conn.execute(sa.insert(lead_batches).values(
                 batch_id=batch_id, target=self.target, list_id=list_id, run_id=run_id,
                 state="intent", lead_count=len(items), created_at=at))
-            keys = [key for key, _, _ in items]
+            # The keys as one expanding parameter: not coerced one by one into the statement.
             conn.execute(sa.delete(shadow_leads).where(
-                shadow_leads.c.target == self.target, shadow_leads.c.lead_key.in_(keys)))
+                shadow_leads.c.target == self.target,
+                shadow_leads.c.lead_key.in_(sa.bindparam("keys", expanding=True))),
+                {"keys": [key for key, _, _ in items]})
             self._writes.insert_leads.run(
                 conn, [(key, digest, fields.get("phone_number")) for key, fields, digest in items],
                 target=self.target, list_id=list_id, status=status, batch_id=batch_id, at=at)
@@ -218,6 +220,7 @@ class LeadBook:
         be on the dialer), from now. Fenced, like an intent."""
         with self.engine.begin() as conn:
             self._mark_sending(conn, batch_id)
+            StepWriter(conn, self.target, "").bump_version()
 
     def _mark_sending(self, conn: sa.Connection, batch_id: str) -> None:
         t = shadow_leads.c
@@ -225,7 +228,6 @@ class LeadBook:
         conn.execute(sa.update(shadow_leads)
                      .where(t.target == self.target, t.batch_id == batch_id, t.status == QUEUED)
                      .values(status="pending", updated_at=now()))
-        StepWriter(conn, self.target, "").bump_version()
 
     def _write_outcome(self, conn: sa.Connection, batch_id: str, results: Sequence[LeadResult],
                        state: str, message: str) -> None:
