@@ -167,9 +167,7 @@ class LeadSender:
         in_flight = self._wire().submit(contextvars.copy_context().run, self._exchange, batch)
         try:
             if answered is not None:
-                self._step(answered.batch, *_summary(answered.batch_id, answered.results),
-                           answered.started, seq=answered.seq)
-                self.progress(len(answered.results))
+                self._answered_step(answered)
             self._read_ahead_intent()
         except BaseException:
             # The batch on its way is recorded all the same, its answer in hand.
@@ -277,8 +275,15 @@ class LeadSender:
         intent committed ahead (its batch is not sent next)."""
         answered, self._answered = self._answered, None
         if answered is not None:
-            self._record(answered.batch, answered.batch_id, answered.started, answered.results)
+            self.book.record_outcome(answered.batch_id, answered.results,
+                                     _state(answered.results))
+            self._answered_step(answered)
         self._forget_ahead()
+
+    def _answered_step(self, answered: _Answered) -> None:
+        self._step(answered.batch, *_summary(answered.batch_id, answered.results),
+                   answered.started, seq=answered.seq)
+        self.progress(len(answered.results))
 
     def _forget_ahead(self) -> None:
         intent, self._ahead_intent = self._ahead_intent, None
