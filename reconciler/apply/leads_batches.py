@@ -6,19 +6,28 @@ The batch is the one the plan's merge made, read back from where the plan kept i
 it must carry the keys the plan promised, or sending stops. A batch so made was checked and
 JSON-encoded when planned, and is sent as encoded. A batch whose answer is lost stays in doubt and
 stops the run: the dialer is not answering, and nothing is ever resent blindly.
+
+The bookkeeping is done while the dialer works on the next batch (at most one request in
+flight, on a thread of its own; every write to the state database from the calling thread):
+while batch N is on its way, the step of N-1 is recorded and N+1 is read and its intent
+committed, `queued`. Just before N+1 leaves, one transaction commits N's answer and marks N+1
+`pending`; so a process killed at any instant leaves one batch at most in doubt, as before.
+A run that stops forgets the intent committed ahead (its leads are planned again).
 """
 
 from __future__ import annotations
 
+import contextvars
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, ExitStack, nullcontext
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
 
-from reconciler.adapters.state.leads import LeadBook, LeadResult
+from reconciler.adapters.state.leads import QUEUED, LeadBook, LeadResult
 from reconciler.apply.executor import RunReport
 from reconciler.core.leads.merge import LeadBatch, LeadEvent
 from reconciler.core.plan import AddLeads
@@ -30,6 +39,7 @@ from reconciler.errors import (
     DialerRejected,
     DialerUnavailable,
     FieldInvalid,
+    LeaseLost,
 )
 
 log = structlog.get_logger()
@@ -65,6 +75,13 @@ class LeadSender:
         self._batches: Iterator[LeadBatch] | None = None
         self._failures_seen = 0
         self._resources = ExitStack()
+        self._wire_pool: ThreadPoolExecutor | None = None   # sends one batch at a time
+        # Read while the batch before it was on its way, and its intent committed (`queued`)
+        # unless its list was blocked.
+        self._ahead: LeadBatch | None = None
+        self._ahead_intent: str | None = None
+        # The last batch sent, answered: its outcome and step not yet recorded.
+        self._answered: _Answered | None = None
 
     def send(self, op: AddLeads, report: RunReport, keep_going: Callable[[], bool]) -> bool:
         """Send the batch `op` promised as one step. Returns True when the run must stop (the
@@ -72,26 +89,32 @@ class LeadSender:
         reading it (from the CRM, without a kept plan) may take a while."""
         if self._batches is None:
             self._start(report, keep_going)
-        assert self._batches is not None
-        batch = next(self._batches, None)
+        batch = self._next_batch()
         if batch is None:          # the CRM holds fewer leads to send than planned: done
             return False
         if op.key != f"{batch.list_id}/{batch.seq}" or op.keys != batch.keys:
+            self._settle()
             return not self._stop("failed", CHANGED_SINCE_PLAN)
         if not report.go_on(keep_going):
+            self._settle()
             return True
         self._block_lists_failed_since()
         return not self._send(batch)
 
     def finish(self, report: RunReport) -> None:
         """After the plan's last step: a batch the plan did not promise stops the run."""
-        if self._batches is not None and next(self._batches, None) is not None:
+        self._settle()
+        if self._batches is not None and self._next_batch() is not None:
             self._stop("failed", CHANGED_SINCE_PLAN)
 
     def close(self) -> None:
-        """End what the first batch started: the CRM and state streams (closed now, while their
-        databases are still open, not whenever the collector finds them) and the progress."""
-        self._resources.close()
+        """Record what is still held back, then end what the first batch started: the CRM and
+        state streams (closed now, while their databases are still open, not whenever the
+        collector finds them) and the progress."""
+        try:
+            self._settle()
+        finally:
+            self._resources.close()
 
     def _start(self, report: RunReport, keep_going: Callable[[], bool]) -> None:
         self.report, self.keep_going = report, keep_going
@@ -129,9 +152,51 @@ class LeadSender:
 
     def _send(self, batch: LeadBatch) -> bool:
         """Send one batch. Returns False when the run must stop."""
-        started, batch_id = self._begin(batch)
-        if batch_id is None:
-            return True
+        intent, self._ahead_intent = self._ahead_intent, None
+        if intent is None or batch.list_id in self.blocked_lists:
+            self._settle()                  # the batch before it is recorded first
+            if intent is not None:          # its list's add_list failed since
+                self.book.forget_unsent(intent, f"list {batch.list_id} is not on the dialer")
+            started, batch_id = self._begin(batch)
+            if batch_id is None:
+                return True
+        else:
+            self.seq, started, batch_id = self.report.next_seq(), time.monotonic(), intent
+            self._mark_sending(batch_id)
+        answered, self._answered = self._answered, None
+        in_flight = self._wire().submit(contextvars.copy_context().run, self._exchange, batch)
+        try:
+            if answered is not None:
+                self._answered_step(answered)
+            self._read_ahead_intent()
+        except BaseException:
+            # The batch on its way is recorded all the same, its answer in hand.
+            self._record(batch, batch_id, started, in_flight.result())
+            raise
+        answer = in_flight.result()
+        if isinstance(answer, DialerError) or self._ahead is None:
+            # Recorded now: a failure may stop the run, and the last batch has none to follow.
+            return self._record(batch, batch_id, started, answer)
+        self._answered = _Answered(batch, batch_id, self.seq, started, answer)
+        return True
+
+    def _mark_sending(self, batch_id: str) -> None:
+        """Just before a batch whose intent was committed ahead leaves: commit the answer held
+        back with it (so a crash leaves that one answered), and mark it `pending`."""
+        answered = self._answered
+        try:
+            if answered is None:
+                self.book.record_sending(batch_id)
+            else:
+                self.book.record_outcome(answered.batch_id, answered.results,
+                                         _state(answered.results), sending=batch_id)
+        except LeaseLost:       # nothing more may go out; the answer is recorded all the same
+            self._answered = None
+            self.book.forget_unsent(batch_id, "the write lease was lost before it was sent")
+            raise
+
+    def _exchange(self, batch: LeadBatch) -> list[LeadResult] | DialerError:
+        """On the wire thread: the batch's request and answer, read into each lead's result."""
         try:
             sender = self.client.lead_batch_sender
             if sender is None:
@@ -140,50 +205,104 @@ class LeadSender:
                 outcomes = sender.add_multi_lead_encoded(batch.multi_leads, len(batch.items))
             else:
                 outcomes = sender.add_multi_lead([fields for _, fields, _ in batch.items])
-        except DialerInDoubt as exc:
-            self.book.record_outcome(batch_id, [LeadResult(k, "in_doubt") for k in batch.keys],
-                                     "in_doubt", str(exc))
-            self._step(batch, "in_doubt", f"batch {batch_id}: {exc}", started)
-            return self._stop("failed", f"dialer unavailable: {exc}")
-        except (FieldInvalid, DialerRefused, DialerUnavailable) as exc:
-            # Nothing reached the dialer (checked before sending, refused, or never connected).
-            self.book.forget_unsent(batch_id, str(exc))
-            outcome = "rejected" if isinstance(exc, FieldInvalid) else "failed"
-            self._step(batch, outcome, str(exc), started)
-            if isinstance(exc, FieldInvalid):
-                return True
-            kind = "refused" if isinstance(exc, DialerRefused) else "failed"
-            return self._stop(kind, f"{'stopped' if kind == 'refused' else 'dialer unavailable'}"
-                                    f": {exc}")
-        except DialerRejected as exc:
-            # The whole request was refused: no lead was created.
-            results = [LeadResult(k, "rejected", message=str(exc)) for k in batch.keys]
-            self.book.record_outcome(batch_id, results, "answered", str(exc))
-            self._step(batch, "rejected", str(exc), started)
-            return True
         except DialerError as exc:
-            self.book.record_outcome(batch_id, [LeadResult(k, "in_doubt") for k in batch.keys],
-                                     "in_doubt", str(exc))
-            self._step(batch, "in_doubt", str(exc), started)
-            return self._stop("failed", str(exc))
-        results = [_result(key, outcome) for (key, _, _), outcome in zip(batch.items, outcomes,
-                                                                         strict=True)]
-        doubtful = sum(r.status == "in_doubt" for r in results)
-        self.book.record_outcome(batch_id, results, "in_doubt" if doubtful else "answered")
-        sent = sum(r.status == "sent" for r in results)
-        rejected = len(results) - sent - doubtful
-        outcome = "sent" if sent == len(results) else ("partial" if sent else "rejected")
-        message = f"{sent} sent, {rejected} rejected by the dialer" + (
-            f", {doubtful} in doubt (batch {batch_id})" if doubtful else "")
-        self._step(batch, outcome, message, started)
-        self.progress(len(results))
-        return True
+            return exc
+        return [_result(key, outcome)
+                for (key, _, _), outcome in zip(batch.items, outcomes, strict=True)]
 
-    def _step(self, batch: LeadBatch, outcome: str, message: str, started: float) -> None:
+    def _record(self, batch: LeadBatch, batch_id: str, started: float,
+                answer: list[LeadResult] | DialerError) -> bool:
+        """Record a batch's answer and its step. Returns False when the run must stop (the
+        intent committed ahead is then forgotten)."""
+        go_on = self._record_answer(batch, batch_id, started, answer)
+        if not go_on:
+            self._forget_ahead()
+        return go_on
+
+    def _record_answer(self, batch: LeadBatch, batch_id: str, started: float,
+                       answer: list[LeadResult] | DialerError) -> bool:
+        match answer:
+            case list():
+                self.book.record_outcome(batch_id, answer, _state(answer))
+                self._step(batch, *_summary(batch_id, answer), started)
+                self.progress(len(answer))
+                return True
+            case DialerInDoubt():
+                self.book.record_outcome(batch_id, [LeadResult(k, "in_doubt") for k in batch.keys],
+                                         "in_doubt", str(answer))
+                self._step(batch, "in_doubt", f"batch {batch_id}: {answer}", started)
+                return self._stop("failed", f"dialer unavailable: {answer}")
+            case FieldInvalid() | DialerRefused() | DialerUnavailable():
+                # Nothing reached the dialer (checked before sending, refused, never connected).
+                self.book.forget_unsent(batch_id, str(answer))
+                rejected = isinstance(answer, FieldInvalid)
+                self._step(batch, "rejected" if rejected else "failed", str(answer), started)
+                if rejected:
+                    return True
+                if isinstance(answer, DialerRefused):
+                    return self._stop("refused", f"stopped: {answer}")
+                return self._stop("failed", f"dialer unavailable: {answer}")
+            case DialerRejected():
+                # The whole request was refused: no lead was created.
+                results = [LeadResult(k, "rejected", message=str(answer)) for k in batch.keys]
+                self.book.record_outcome(batch_id, results, "answered", str(answer))
+                self._step(batch, "rejected", str(answer), started)
+                return True
+            case _:
+                self.book.record_outcome(batch_id, [LeadResult(k, "in_doubt") for k in batch.keys],
+                                         "in_doubt", str(answer))
+                self._step(batch, "in_doubt", str(answer), started)
+                return self._stop("failed", str(answer))
+
+    def _read_ahead_intent(self) -> None:
+        """While a batch is on its way: read the next, and commit its intent unless its list is
+        blocked. `queued`: a process that dies before it leaves has sent none of its leads."""
+        assert self._batches is not None
+        self._ahead = next(self._batches, None)
+        if self._ahead is not None and self._ahead.list_id not in self.blocked_lists:
+            self._ahead_intent = self.book.record_intent(
+                self.run_id, self._ahead.list_id, self._ahead.items, QUEUED)
+
+    def _next_batch(self) -> LeadBatch | None:
+        if self._ahead is not None:
+            batch, self._ahead = self._ahead, None
+            return batch
+        assert self._batches is not None
+        return next(self._batches, None)
+
+    def _settle(self) -> None:
+        """Before a step sent otherwise, or a stop: record the answer held back, and forget an
+        intent committed ahead (its batch is not sent next)."""
+        answered, self._answered = self._answered, None
+        if answered is not None:
+            self.book.record_outcome(answered.batch_id, answered.results,
+                                     _state(answered.results))
+            self._answered_step(answered)
+        self._forget_ahead()
+
+    def _answered_step(self, answered: _Answered) -> None:
+        self._step(answered.batch, *_summary(answered.batch_id, answered.results),
+                   answered.started, seq=answered.seq)
+        self.progress(len(answered.results))
+
+    def _forget_ahead(self) -> None:
+        intent, self._ahead_intent = self._ahead_intent, None
+        if intent is not None:
+            self.book.forget_unsent(intent, "the run stopped before it was sent")
+
+    def _wire(self) -> ThreadPoolExecutor:
+        if self._wire_pool is None:
+            self._wire_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lead-send")
+            self._resources.callback(self._wire_pool.shutdown, wait=True)
+        return self._wire_pool
+
+    def _step(self, batch: LeadBatch, outcome: str, message: str, started: float,
+              seq: int | None = None) -> None:
+        """Record a batch's step: numbered `seq`, or the current step's number."""
         key = f"{batch.list_id}/{batch.seq}"
         duration_ms = int((time.monotonic() - started) * 1000)
-        self.book.store.commit_step(self.run_id, self.seq, "add_leads", key, outcome, message,
-                                    duration_ms)
+        self.book.store.commit_step(self.run_id, self.seq if seq is None else seq, "add_leads",
+                                    key, outcome, message, duration_ms)
         self.report.count(f"lead_batches_{outcome}")
         fields: dict[str, Any] = {"op": "add_leads", "key": key, "outcome": outcome,
                                   "leads": len(batch.items), "run_id": self.run_id,
@@ -216,3 +335,26 @@ def _result(key: str, outcome: Any) -> LeadResult:
     if outcome.success:
         return LeadResult(key, "sent", outcome.lead_id)
     return LeadResult(key, "rejected", message=outcome.message)
+
+
+@dataclass(frozen=True)
+class _Answered:
+    batch: LeadBatch
+    batch_id: str
+    seq: int
+    started: float
+    results: list[LeadResult]
+
+
+def _state(results: list[LeadResult]) -> str:
+    return "in_doubt" if any(r.status == "in_doubt" for r in results) else "answered"
+
+
+def _summary(batch_id: str, results: list[LeadResult]) -> tuple[str, str]:
+    """A batch's step outcome and message, from its leads' results."""
+    sent = sum(r.status == "sent" for r in results)
+    doubtful = sum(r.status == "in_doubt" for r in results)
+    rejected = len(results) - sent - doubtful
+    outcome = "sent" if sent == len(results) else ("partial" if sent else "rejected")
+    return outcome, f"{sent} sent, {rejected} rejected by the dialer" + (
+        f", {doubtful} in doubt (batch {batch_id})" if doubtful else "")

@@ -390,7 +390,8 @@ def _lead_results(context: _Context, document: dict[str, object], lead_count: in
             context.malformed(f"add_multi_lead answer for a lead that was not sent ({index})")
         outcomes[index] = _lead_outcome(context, index, entry)
     for index in range(1, lead_count + 1):
-        outcomes.setdefault(index, LeadOutcome.unknown(index, "no answer for this lead"))
+        if index not in outcomes:
+            outcomes[index] = LeadOutcome.unknown(index, "no answer for this lead")
     return LeadResults(tuple(outcomes[i] for i in sorted(outcomes)))
 
 
@@ -404,8 +405,9 @@ def _lead_outcome(context: _Context, index: int, entry: object) -> LeadOutcome:
     # Success: phone|list_id|lead_id||status|   Failure: usually just the phone number.
     # Digits here are the dialer's own phone, list and lead numbers, never an echoed password:
     # a lead id that happens to equal a numeric password is kept (the answer has no other).
-    parts = [part if part.isdigit() else context.field(part)
-             for part in (p.strip() for p in _as_text(entry.get("data")).split("|"))]
+    parts = [part.strip() for part in _as_text(entry.get("data")).split("|")]
+    if not context.secrets.isdisjoint(parts):       # rare: looked at field by field only then
+        parts = [part if part.isdigit() else context.field(part) for part in parts]
     parts += [""] * (5 - len(parts))
     return LeadOutcome(
         index=index,

@@ -25,6 +25,7 @@ from collections import defaultdict
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from itertools import islice
 from typing import Any
 
@@ -32,12 +33,13 @@ import sqlalchemy as sa
 
 from reconciler.adapters.keyorder import binary_key_order, stream_chunks, stream_rows
 from reconciler.adapters.state import db, marks, queries
+from reconciler.adapters.state.lead_writes import LeadWrites
 from reconciler.adapters.state.schema import lead_batches, shadow_leads
 from reconciler.adapters.state.store import StateStore, StepWriter, now
 from reconciler.core.leads.chunks import recorded_leads
 from reconciler.core.leads.merge import LeadRedigest
 from reconciler.core.model import UNCERTAIN_LEAD_STATUSES, RecordedChunk, RecordedLead
-from reconciler.errors import StateError
+from reconciler.errors import LeaseLost, StateError
 
 QUEUED, SENDING = "queued", "sending"
 UNCERTAIN = tuple(sorted(UNCERTAIN_LEAD_STATUSES))
@@ -112,21 +114,23 @@ class LeadBook:
                       items: Sequence[tuple[str, Any, str]], status: str = "pending") -> str:
         """Commit, before sending, which leads this batch carries. Returns the batch id.
 
-        `status`: `pending` for a batch sent whole, `queued` for one sent lead by lead."""
+        `status`: `pending` for a batch sent whole at once; `queued` for one sent later (marked
+        by `record_sending` just before) or lead by lead."""
         batch_id = str(uuid.uuid4())
+        at = now()
         with self.engine.begin() as conn:
             self.store.fence(conn)          # a process whose lease was taken over stops here
             conn.execute(sa.insert(lead_batches).values(
                 batch_id=batch_id, target=self.target, list_id=list_id, run_id=run_id,
-                state="intent", lead_count=len(items), created_at=now()))
-            keys = [key for key, _, _ in items]
+                state="intent", lead_count=len(items), created_at=at))
+            # The keys as one expanding parameter: not coerced one by one into the statement.
             conn.execute(sa.delete(shadow_leads).where(
-                shadow_leads.c.target == self.target, shadow_leads.c.lead_key.in_(keys)))
-            conn.execute(sa.insert(shadow_leads), [
-                {"target": self.target, "lead_key": key, "list_id": list_id,
-                 "fields_digest": digest, "status": status, "batch_id": batch_id,
-                 "phone": fields.get("phone_number"), "updated_at": now()}
-                for key, fields, digest in items])
+                shadow_leads.c.target == self.target,
+                shadow_leads.c.lead_key.in_(sa.bindparam("keys", expanding=True))),
+                {"keys": [key for key, _, _ in items]})
+            self._writes.insert_leads.run(
+                conn, [(key, digest, fields.get("phone_number")) for key, fields, digest in items],
+                target=self.target, list_id=list_id, status=status, batch_id=batch_id, at=at)
             StepWriter(conn, self.target, run_id).bump_version()
         return batch_id
 
@@ -216,22 +220,48 @@ class LeadBook:
         return done
 
     def record_outcome(self, batch_id: str, results: Sequence[LeadResult], state: str,
-                       message: str = "") -> None:
-        t = shadow_leads.c
-        statement = (
-            sa.update(shadow_leads)
-            .where(t.target == self.target, t.lead_key == sa.bindparam("key"),
-                   t.batch_id == batch_id)
-            .values(status=sa.bindparam("status"), dialer_lead_id=sa.bindparam("lead_id"),
-                    message=sa.bindparam("why"), updated_at=now())
-        )
+                       message: str = "", *, sending: str | None = None) -> None:
+        """Commit a batch's answer: each lead's outcome, the batch `state`. With `sending`, the
+        batch about to be sent next is marked so in the same transaction (see record_sending);
+        when the lease is lost, the answer is committed all the same and LeaseLost raised."""
+        if sending is not None:
+            try:
+                with self.engine.begin() as conn:
+                    self._mark_sending(conn, sending)
+                    self._write_outcome(conn, batch_id, results, state, message)
+                return
+            except LeaseLost:
+                self.record_outcome(batch_id, results, state, message)
+                raise
         with self.engine.begin() as conn:
-            if results:     # one executemany for the batch, not a statement per lead
-                conn.execute(statement, [
-                    {"key": r.key, "status": r.status, "lead_id": r.dialer_lead_id,
-                     "why": r.message or None} for r in results])
-            self._settle(conn, batch_id, state, message)
+            self._write_outcome(conn, batch_id, results, state, message)
+
+    def record_sending(self, batch_id: str) -> None:
+        """A batch recorded `queued` is about to be sent whole: its leads become `pending` (may
+        be on the dialer), from now. Fenced, like an intent."""
+        with self.engine.begin() as conn:
+            self._mark_sending(conn, batch_id)
             StepWriter(conn, self.target, "").bump_version()
+
+    def _mark_sending(self, conn: sa.Connection, batch_id: str) -> None:
+        t = shadow_leads.c
+        self.store.fence(conn)              # a process whose lease was taken over stops here
+        conn.execute(sa.update(shadow_leads)
+                     .where(t.target == self.target, t.batch_id == batch_id, t.status == QUEUED)
+                     .values(status="pending", updated_at=now()))
+
+    def _write_outcome(self, conn: sa.Connection, batch_id: str, results: Sequence[LeadResult],
+                       state: str, message: str) -> None:
+        if results:     # one executemany for the batch, not a statement per lead
+            self._writes.update_outcomes.run(
+                conn, [(r.key, r.status, r.dialer_lead_id, r.message or None) for r in results],
+                target=self.target, batch_id=batch_id, at=now())
+        self._settle(conn, batch_id, state, message)
+        StepWriter(conn, self.target, "").bump_version()
+
+    @cached_property
+    def _writes(self) -> LeadWrites:
+        return LeadWrites(self.engine.dialect)
 
     def record_progress(self, batch_id: str, answered: Sequence[LeadResult],
                         sending: Sequence[str]) -> None:

@@ -39,6 +39,7 @@ from reconciler.errors import (
     DoesNotExist,
     FieldInvalid,
 )
+from reconciler.redact import MASK
 from tests.helpers import API_DOCUMENT, VICIDIAL_RECORDINGS
 
 DOC_LOGIN = ApiLogin(user="api", password="1234", source="test")
@@ -496,6 +497,14 @@ def test_answer_forms(function: str, body: str, expected: Any) -> None:
         assert expected.says in str(result)
     else:
         assert result == expected
+
+
+def test_a_lead_answer_masks_a_field_that_is_a_secret_and_only_that_field() -> None:
+    body = ('{"lead 1":{"success":true,"message":"by pw9x","data":"5550001|1101|pw9x||NEW|"},'
+            '"lead 2":{"success":false,"message":"bad","data":" pw9x2 |1234"}}')
+    assert outcome("add_multi_lead", body, secrets={"pw9x", "1234"}, lead_count=2) == \
+        LeadResults((LeadOutcome(1, True, f"by {MASK}", "5550001", "1101", MASK, "NEW"),
+                     LeadOutcome(2, False, "bad", "pw9x2", "1234")))
 
 
 @pytest.mark.parametrize(
