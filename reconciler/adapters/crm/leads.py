@@ -49,7 +49,7 @@ class LeadMapper:
     def __init__(self, resource: ResourceSpec) -> None:
         self.columns = resource.columns
         index = {name: i for i, name in enumerate(self.columns)}
-        self._fields = [(name, source, index.get(source.column or ""))
+        self._fields = [(name, *self._locate(source, index), name in _PHONE_FIELDS)
                         for name, source in resource.fields.items() if name != LEAD_KEY]
         self._key = self._locate(resource.fields[LEAD_KEY], index)
         self._list = self._locate(resource.fields["list_id"], index)
@@ -85,14 +85,21 @@ class LeadMapper:
         """The lead as sent, phones reduced to digits; and the fields that could not be read."""
         values: dict[str, str] = {}
         problems: list[tuple[str, str]] = []
-        for name, source, i in self._fields:
-            try:
-                value = convert(source, None if i is None else row[i])
-            except ValueError as exc:
-                problems.append((name, str(exc)))
-                continue
+        for name, source, i, plain, phone in self._fields:
+            raw = None if i is None else row[i]
+            # The common cases, for every lead sent, without `convert` (`_value` does the same).
+            if plain and type(raw) is str and (text := raw.strip()):
+                value: str | None = text
+            elif plain and type(raw) is int:
+                value = str(raw)
+            else:
+                try:
+                    value = convert(source, raw)
+                except ValueError as exc:
+                    problems.append((name, str(exc)))
+                    continue
             if value is not None:
-                values[name] = phone_digits(value) if name in _PHONE_FIELDS else value
+                values[name] = phone_digits(value) if phone else value
         return values, problems
 
     def chunk(self, rows: list[tuple[Any, ...]]) -> LeadChunk:
