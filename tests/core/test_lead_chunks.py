@@ -16,6 +16,7 @@ from reconciler.core.leads.chunks import desired_chunks, duplicate_key, recorded
 from reconciler.core.leads.merge import (
     GONE,
     SENT,
+    LeadDrifts,
     LeadEvent,
     LeadOrderError,
     LeadTotals,
@@ -72,10 +73,16 @@ def lead_by_lead(desired: Iterable[DesiredLead | RowRejection],
     yield from merge.finish()
 
 
+def one_by_one(events: Iterable[LeadEvent]) -> Iterator[LeadEvent]:
+    """The events, a run's drift (LeadDrifts) given lead by lead as `decide` gives it."""
+    for event in events:
+        yield from event.items if isinstance(event, LeadDrifts) else (event,)
+
+
 def outcome(events: Iterable[LeadEvent]) -> tuple[Any, ...]:
     """Every event as shown, the counts and the digest of the desired leads; or the error."""
     try:
-        *decided, totals = list(events)
+        *decided, totals = list(one_by_one(events))
     except LeadOrderError as exc:
         return ("out of order", str(exc).split(" (")[0])
     assert isinstance(totals, LeadTotals)
@@ -232,8 +239,8 @@ def test_in_a_run_a_digest_of_another_length_is_asked_of_the_earlier_format() ->
     ctx = replace(context(Case("", desired, recorded)),
                   matches_earlier_digest=lambda digest, row: digest == f"earlier:{row[0]}")
     for sizes in [(5000, 5000), (3, 5), (1, 1)]:
-        events = list(lead_chunk_events(desired_chunks(desired, sizes[0]),
-                                        recorded_chunks(recorded, sizes[1]), ctx))
+        events = list(one_by_one(lead_chunk_events(desired_chunks(desired, sizes[0]),
+                                                   recorded_chunks(recorded, sizes[1]), ctx)))
         *decided, totals = events
         assert [(type(e).__name__, getattr(e, "topic", ""), e.key) for e in decided] == [
             ("LeadDrift", "changed_after_export", names[2]),

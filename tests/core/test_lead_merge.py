@@ -14,6 +14,7 @@ from reconciler.core.leads.merge import (
     LeadBatch,
     LeadContext,
     LeadDrift,
+    LeadDrifts,
     LeadEvent,
     LeadOrderError,
     LeadTotals,
@@ -144,7 +145,9 @@ CASES = [
 
 
 def merge(case: Case) -> list[LeadEvent]:
-    return list(lead_events(case.desired, case.recorded, context(case)))
+    """The merge's events, a run's drift (LeadDrifts) given lead by lead."""
+    return [one for event in lead_events(case.desired, case.recorded, context(case))
+            for one in (event.items if isinstance(event, LeadDrifts) else (event,))]
 
 
 def context(case: Case) -> LeadContext:

@@ -90,7 +90,7 @@ class Decisions(Protocol[E_co]):
 
     def unchanged(self, list_ids: list[str], digests: list[str]) -> None: ...
 
-    def drift(self, key: str, list_id: str, list_then: str) -> E_co: ...
+    def drifts(self, keys: list[str], list_ids: list[str], lists_then: list[str]) -> E_co: ...
 
     def gone(self, list_id: str) -> None: ...
 
@@ -112,25 +112,29 @@ def unchanged_run(merge: Decisions[E], crm: Cursor, state: StateCursor, run: int
         return 0
     digests_now, digests_then = digests[i:i + taken], their_digests[j:j + taken]
     statuses_then = statuses[j:j + taken]
-    if digests_now == digests_then and statuses_then.count(SENT_STATUS) == taken:
+    all_sent = statuses_then.count(SENT_STATUS) == taken
+    if all_sent and digests_now == digests_then:
         merge.unchanged(lists[i:i + taken], digests_now)
         return taken
     # Decided one by one: a lead not sent, or recorded with a digest of another format (its
     # length differs). A sent lead whose digest of the same format differs is drift: counted
     # and remembered with its run, as `decide` would.
-    unsent = set(compress(count(), map(ne, statuses_then, repeat(SENT_STATUS))))
+    unsent = set() if all_sent else set(compress(count(), map(ne, statuses_then,
+                                                              repeat(SENT_STATUS))))
     changed = set(compress(count(), map(ne, digests_now, digests_then))) - unsent
     drifted = sorted(at for at in changed if len(digests_now[at]) == len(digests_then[at]))
     alone = sorted(unsent | changed.difference(drifted))
-    start, drift_at = 0, iter(drifted)
-    following_drift = next(drift_at, taken)
+    start, drift_at = 0, 0
     for at in (*alone, taken):
         if at > start:
             merge.unchanged(lists[i + start:i + at], digests_now[start:at])
-            while following_drift < at:
-                yield merge.drift(mine[following_drift], lists[i + following_drift],
-                                  their_lists[j + following_drift])
-                following_drift = next(drift_at, taken)
+            upto = bisect_left(drifted, at, drift_at)
+            if upto > drift_at:           # one event for the segment's drift, in key order
+                mine_drifted = drifted[drift_at:upto]
+                yield merge.drifts([mine[k] for k in mine_drifted],
+                                   [lists[i + k] for k in mine_drifted],
+                                   [their_lists[j + k] for k in mine_drifted])
+                drift_at = upto
         if at == taken:
             break
         yield from merge.decide(

@@ -105,6 +105,13 @@ class LeadDrift:
 
 
 @dataclass(frozen=True)
+class LeadDrifts:
+    """Several LeadDrift of one run of leads, in key order."""
+
+    items: tuple[LeadDrift, ...]
+
+
+@dataclass(frozen=True)
 class LeadSkipped:
     """Not sent, and not an error: its phone is on the do-not-call list."""
 
@@ -130,7 +137,8 @@ class LeadTotals:
     digest: str                               # of every desired lead: part of the plan basis
 
 
-LeadEvent = LeadBatch | Reject | LeadDrift | LeadSkipped | LeadRedigest | LeadTotals
+LeadEvent = (LeadBatch | Reject | LeadDrift | LeadDrifts | LeadSkipped | LeadRedigest
+             | LeadTotals)
 NOTHING: tuple[LeadEvent, ...] = ()
 
 
@@ -205,8 +213,13 @@ class _Merge:
         return tuple(self._send(lead))
 
     def drift(self, key: str, list_id: str, list_then: str) -> LeadDrift:
-        """A lead sent, its CRM row changed since (`unchanged_run` counts and remembers it)."""
+        """A lead sent, its CRM row changed since."""
         return LeadDrift(list_id, MOVED if list_then != list_id else CHANGED, key)
+
+    def drifts(self, keys: list[str], list_ids: list[str], lists_then: list[str]) -> LeadDrifts:
+        """Leads of a run, sent, their CRM rows changed since (`unchanged_run` counts and
+        remembers them): one event, not one per lead."""
+        return LeadDrifts(tuple(map(self.drift, keys, list_ids, lists_then)))
 
     def _unchanged_since(self, have: RecordedLead, lead: DesiredLead) -> bool:
         """Recorded with a digest of another format (another length): the row unchanged

@@ -16,6 +16,7 @@ from reconciler.core.leads.merge import (
     CHANGED,
     LeadBatch,
     LeadDrift,
+    LeadDrifts,
     LeadEvent,
     LeadRedigest,
     LeadSkipped,
@@ -67,11 +68,12 @@ def plan_leads(stream: Iterable[LeadEvent]) -> LeadPart:
             ops.append(AddLeads(event.list_id, event.seq, event.keys))
         elif isinstance(event, Reject):
             rejects.append(event)
-        elif isinstance(event, LeadDrift):
-            where = (event.list_id, event.topic)
-            drift_counts[where] += 1
-            if len(drift[where]) < NOTE_KEYS_SHOWN:
-                drift[where].append(event.key)
+        elif isinstance(event, (LeadDrift, LeadDrifts)):
+            for one in event.items if isinstance(event, LeadDrifts) else (event,):
+                where = (one.list_id, one.topic)
+                drift_counts[where] += 1
+                if len(drift[where]) < NOTE_KEYS_SHOWN:
+                    drift[where].append(one.key)
         elif isinstance(event, LeadSkipped):
             where = (event.list_id, event.reason)
             skipped_counts[where] += 1
