@@ -42,6 +42,7 @@ def test_leads_recorded_with_earlier_digests_are_recorded_anew_not_sent_again(
         crm_execute(crm, "UPDATE crm_leads SET city = 'York' WHERE id = 2")   # changed since
         crm_execute(crm, "DELETE FROM crm_leads WHERE id = 3")                # gone since
         sent = add_multi_lead_calls(sandbox)
+        version = ctx.store.load_recorded().version
 
         preview = run(ctx)[0].plan
         assert not preview.has_changes
@@ -55,6 +56,7 @@ def test_leads_recorded_with_earlier_digests_are_recorded_anew_not_sent_again(
             == {"1", "4", "5", "6"}
         assert all(len(now[key]) == 16 for key in ("1", "4", "5", "6"))
         assert (now["2"], now["3"]) == (earlier["2"], earlier["3"])   # kept: no row to match
+        assert ctx.store.load_recorded().version == version     # what the leads mean is the same
 
         again = run(ctx)[0].plan
         assert not again.has_changes and not notes(again, "earlier_digests")

@@ -15,7 +15,9 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from reconciler.adapters.state.leads import QUEUED, LeadBook, LeadResult
 from reconciler.adapters.state.schema import lead_batches, run_steps, shadow_leads
+from reconciler.adapters.state.store import StateStore
 from reconciler.app.engine import apply_plan, gather_and_plan
 from reconciler.core.plan import AddLeads
 from reconciler.demo import crm as democrm
@@ -136,3 +138,25 @@ def test_one_batch_on_its_way_at_a_time_in_plan_order_and_only_it_unrecorded(
     assert steps_as_committed(state_engine, report.run_id) == [
         (1, "add_list", "created"), *((n, "add_leads", "sent") for n in range(2, 6))]
     assert lead_statuses(state_engine) == {"sent": len(LEADS)}
+
+
+def test_a_batch_committed_ahead_by_a_process_that_died_is_not_sent_nor_answered(
+    state_engine: sa.Engine,
+) -> None:
+    """Killed while a batch was `queued` ahead of its request: the next run closes it as
+    not sent (no lead of it reached the dialer) and plans its leads again; a batch sent lead
+    by lead with some leads answered is closed as answered."""
+    book = LeadBook(StateStore(state_engine, "default"))
+    ahead = book.record_intent("killed-run", "1101", [("1", {}, "d1"), ("2", {}, "d2")],
+                               QUEUED)
+    one_by_one = book.record_intent("killed-run", "1101", [("3", {}, "d3"), ("4", {}, "d4")],
+                                    QUEUED)
+    book.record_progress(one_by_one, [], ["3"])
+    book.record_progress(one_by_one, [LeadResult("3", "sent", "103")], [])
+
+    assert book.settle_interrupted() == 0
+    with state_engine.connect() as conn:
+        states = dict(conn.execute(sa.select(lead_batches.c.batch_id, lead_batches.c.state)).all())
+        leads = dict(conn.execute(sa.select(shadow_leads.c.lead_key, shadow_leads.c.status)).all())
+    assert states == {ahead: "not_sent", one_by_one: "answered"}
+    assert leads == {"3": "sent"}                   # the others are planned again

@@ -368,9 +368,16 @@ class LeadBook:
                     .where(t.batch_id == batch_id, t.status.in_(UNCERTAIN))
                     .values(status="in_doubt")).rowcount
                 in_doubt += bool(doubtful)
-                self._settle(conn, batch_id, "in_doubt" if doubtful else "answered",
-                             "interrupted between sending and recording the answer" if doubtful
-                             else "interrupted; its leads not yet sent are planned again")
+                if doubtful:
+                    self._settle(conn, batch_id, "in_doubt",
+                                 "interrupted between sending and recording the answer")
+                elif conn.execute(sa.select(sa.func.count()).where(
+                        t.batch_id == batch_id)).scalar_one():
+                    self._settle(conn, batch_id, "answered",
+                                 "interrupted; its leads not yet sent are planned again")
+                else:   # committed ahead of its request (queued), never sent
+                    self._settle(conn, batch_id, "not_sent",
+                                 "interrupted before it was sent; its leads are planned again")
         return in_doubt
 
     def in_doubt_batches(self) -> list[dict[str, Any]]:
