@@ -249,3 +249,19 @@ def test_in_a_run_a_digest_of_another_length_is_asked_of_the_earlier_format() ->
             ("LeadDrift", "changed_after_export", names[8])], sizes
         assert isinstance(totals, LeadTotals)
         assert totals.counts == {("L1", "sent"): 11, ("L2", "sent"): 1}
+
+
+def test_a_lead_the_dialer_rejected_recorded_with_an_earlier_digest_is_not_sent_again() -> None:
+    """Unchanged since its rejection: still rejected before, recorded anew; changed: sent."""
+    names = keys(2)
+    desired = [crm(names[0]), crm(names[1])]
+    recorded = [had(names[0], "rejected", digest=f"earlier:{names[0]}"),
+                had(names[1], "rejected", digest="earlier:changed")]
+    ctx = replace(context(Case("", desired, recorded)),
+                  matches_earlier_digest=lambda digest, row: digest == f"earlier:{row[0]}")
+    *decided, totals = one_by_one(lead_chunk_events(desired_chunks(desired),
+                                                    recorded_chunks(recorded), ctx))
+    assert [(type(e).__name__, getattr(e, "key", getattr(e, "keys", ()))) for e in decided] \
+        == [("LeadRedigest", names[0]), ("LeadBatch", (names[1],))]
+    assert isinstance(totals, LeadTotals)
+    assert totals.counts == {("L1", "rejected_before"): 1, ("L1", "to_send"): 1}
