@@ -14,7 +14,10 @@ from typing import Any
 
 import sqlalchemy as sa
 
-CHUNK = 5000
+# Rows fetched at once. Small enough that a chunk's fresh tuples stay in the processor's cache
+# while the merge goes over them: a no-change plan of a million leads read 5,000 at a time took
+# 2.9 s on the benchmark machine, 1,000 at a time 2.2 s (200 and 2,000 much the same as 1,000).
+CHUNK = 1000
 
 
 def binary_key_order(expression: Any, dialect: str, *, is_text: bool = False) -> Any:
