@@ -17,7 +17,8 @@ from collections.abc import Iterable, Iterator
 import sqlalchemy as sa
 import structlog
 
-from reconciler.adapters.crm.leads import LeadMapper, matches_earlier_digest, stream_leads
+from reconciler.adapters.crm.leads import LeadMapper, stream_leads
+from reconciler.adapters.crm.row_digest import matches_earlier_digest
 from reconciler.adapters.state.leads import LeadBook
 from reconciler.config.spec import ResourceSpec
 from reconciler.core.leads.merge import PhoneOf

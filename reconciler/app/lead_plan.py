@@ -16,7 +16,8 @@ import sqlalchemy as sa
 import structlog
 
 from reconciler.adapters.crm.dnc import DncSource
-from reconciler.adapters.crm.leads import LeadMapper, matches_earlier_digest, stream_lead_chunks
+from reconciler.adapters.crm.leads import LeadMapper, stream_lead_chunks
+from reconciler.adapters.crm.row_digest import matches_earlier_digest
 from reconciler.adapters.crm.shared_phones import shared_phones_later
 from reconciler.adapters.dialer import requests
 from reconciler.adapters.dialer.dialects import Dialect

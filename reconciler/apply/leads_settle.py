@@ -27,7 +27,8 @@ from datetime import timedelta
 import sqlalchemy as sa
 import structlog
 
-from reconciler.adapters.crm.leads import LeadMapper, matches_earlier_digest, stream_leads
+from reconciler.adapters.crm.leads import LeadMapper, stream_leads
+from reconciler.adapters.crm.row_digest import matches_earlier_digest
 from reconciler.adapters.state.leads import DoubtfulLead, LeadBook, LeadSettlement
 from reconciler.adapters.state.store import now
 from reconciler.config.settings import DialerSettings

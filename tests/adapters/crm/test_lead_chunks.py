@@ -13,12 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from xxhash import xxh3_64_hexdigest
 
-from reconciler.adapters.crm.leads import (
-    LeadMapper,
-    matches_earlier_digest,
-    row_digest,
-    row_digests,
-)
+from reconciler.adapters.crm.leads import LeadMapper
+from reconciler.adapters.crm.row_digest import matches_earlier_digest, row_digest, row_digests
 from reconciler.config.spec import LEAD_KEY, FieldSource, ResourceSpec
 from reconciler.core.model import RowRejection
 
