@@ -193,6 +193,8 @@ class LeadSender:
         except LeaseLost:       # nothing more may go out; the answer is recorded all the same
             self._answered = None
             self.book.forget_unsent(batch_id, "the write lease was lost before it was sent")
+            if answered is not None:
+                self._answered_step(answered)       # and its step: LeaseLost once recorded
             raise
 
     def _exchange(self, batch: LeadBatch) -> list[LeadResult] | DialerError:
@@ -301,8 +303,16 @@ class LeadSender:
         """Record a batch's step: numbered `seq`, or the current step's number."""
         key = f"{batch.list_id}/{batch.seq}"
         duration_ms = int((time.monotonic() - started) * 1000)
-        self.book.store.commit_step(self.run_id, self.seq if seq is None else seq, "add_leads",
-                                    key, outcome, message, duration_ms)
+        step = (self.run_id, self.seq if seq is None else seq, "add_leads", key, outcome, message,
+                duration_ms)
+        lost: LeaseLost | None = None
+        try:
+            self.book.store.commit_step(*step)
+        except LeaseLost as exc:
+            # The batch was sent, and nothing is sent after this (the run stops on LeaseLost):
+            # its step is recorded all the same, as its leads were, so the run shows it.
+            lost = exc
+            self.book.store.commit_step(*step, fenced=False)
         self.report.count(f"lead_batches_{outcome}")
         fields: dict[str, Any] = {"op": "add_leads", "key": key, "outcome": outcome,
                                   "leads": len(batch.items), "run_id": self.run_id,
@@ -312,6 +322,8 @@ class LeadSender:
         else:
             self.report.failures.append(("add_leads", key, message))
             log.warning("step_failed", **fields, message=message)
+        if lost is not None:
+            raise lost
 
     def _stop(self, outcome: str, message: str) -> bool:
         self.report.outcome = outcome

@@ -8,6 +8,7 @@ being answered. State databases: SQLite and PostgreSQL (`database_url`).
 
 from __future__ import annotations
 
+import math
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -20,7 +21,7 @@ import sqlalchemy as sa
 
 from reconciler.adapters.state import db, queries
 from reconciler.adapters.state.lease import Lease
-from reconciler.adapters.state.schema import leases, runs, shadow_leads
+from reconciler.adapters.state.schema import leases, run_steps, runs, shadow_leads
 from reconciler.adapters.state.store import now
 from reconciler.cli.main import main
 from reconciler.demo import crm as democrm
@@ -131,6 +132,18 @@ def batch_keys(state_url: str, key: str) -> set[str]:
         engine.dispose()
 
 
+def lead_steps(state_url: str, run_id: str) -> list[dict[str, Any]]:
+    """The run's add_leads steps that sent leads."""
+    engine = db.open_engine(state_url)
+    try:
+        with engine.connect() as conn:
+            return [dict(r) for r in conn.execute(sa.select(run_steps).where(
+                run_steps.c.run_id == run_id, run_steps.c.op == "add_leads",
+                run_steps.c.outcome.in_(("sent", "partial")))).mappings()]
+    finally:
+        engine.dispose()
+
+
 MOMENTS = {
     # while it plans: reading the dialer's lists, before anything is sent
     "planning": ("active_lists", 1, "elision"),
@@ -181,6 +194,12 @@ def test_a_process_whose_lease_was_taken_over_sends_nothing_more(
             else:
                 (run,) = recorded
                 assert run["outcome"] == "lease_lost" and USURPER in run["message"]
+                # Every batch that reached the dialer before is a step of the run: the one
+                # whose answer was held back to be recorded with the next batch's mark too.
+                before = Counter(c["function"] for c in
+                                 sandbox.snapshot()["calls"][:sandbox.calls_at_fire])
+                assert len(lead_steps(state_url, run["run_id"])) == before["add_multi_lead"] \
+                    + math.ceil(before["add_lead"] / LEADS_PER_BATCH)
 
             # The usurper is done; the next apply finishes the work.
             takeover.close()

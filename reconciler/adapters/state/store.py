@@ -184,11 +184,13 @@ class StateStore:
 
     def commit_step(
         self, run_id: str, seq: int, op: str, key: str, outcome: str, message: str,
-        duration_ms: int, effect: ShadowEffect | None = None,
+        duration_ms: int, effect: ShadowEffect | None = None, *, fenced: bool = True,
     ) -> None:
-        """Record one finished step and its shadow change in a single transaction."""
+        """Record one finished step and its shadow change in a single transaction. `fenced`:
+        False only for the record of a step after which nothing is sent (the lease was lost)."""
         with self.engine.begin() as conn:
-            self.fence(conn)
+            if fenced:
+                self.fence(conn)
             writer = StepWriter(conn, self.target, run_id)
             if effect is not None:
                 effect(writer)
