@@ -185,10 +185,12 @@ def _scan(workdir: Path, crm_sql: str, state_sql: str) -> dict[str, Any]:
 
 
 def child_scan(workdir: Path) -> dict[str, Any]:
-    """The floor of a plan: both tables read in the order the merge needs (text keys)."""
+    """The floor of a plan: both tables read in the order the merge needs (text keys), the
+    state's through its primary key (target, key), as the plan reads it, not sorted: 0.1 s
+    less at 1,000,000 leads than `ORDER BY lead_key` alone, which sorts the table."""
     return _scan(workdir, "SELECT * FROM crm_leads ORDER BY CAST(id AS TEXT)",
                  "SELECT lead_key, list_id, fields_digest, status FROM shadow_leads "
-                 "ORDER BY lead_key")
+                 "WHERE target = 'default' ORDER BY lead_key")
 
 
 def child_plain_scan(workdir: Path) -> dict[str, Any]:

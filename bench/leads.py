@@ -3,8 +3,9 @@
     python bench/leads.py [--plan-leads N] [--apply-leads M] [--repeat R] [--rows ROW,...]
 
 One run prints every row below. Each figure comes from a fresh child process; the two sides of a
-row are measured side by side (A B A B ...: a load that comes and goes hits both), and a row
-shows the median of R runs of each side and the median of the R ratios. The sandbox dialer runs
+row are measured side by side, in turn forwards and backwards (A B B A ...: a load that comes
+and goes hits both), and a row shows the median of R runs of each side (default 5) and the
+median of the R ratios. The sandbox dialer runs
 in its own process, reached over loopback HTTP.
 
   plan         no-change plan over N leads already sent / stdlib sqlite3 scan of both tables in
@@ -74,11 +75,14 @@ def run_child(kind: str, workdir: Path, *extra: str) -> dict[str, Any]:
 
 def side_by_side(repeat: int, measures: dict[str, Callable[[], dict[str, Any]]]
                  ) -> list[dict[str, dict[str, Any]]]:
-    """`repeat` rounds, each measuring every entry once, in turn."""
+    """`repeat` rounds, each measuring every entry once, in turn: forwards in one round and
+    backwards in the next (A B B A ...), so that a load that grows or fades during a round
+    weighs on both sides of a ratio alike."""
     rounds = []
     for number in range(repeat):
-        print(f"  round {number + 1}/{repeat}: {', '.join(measures)}", file=sys.stderr)
-        rounds.append({name: measure() for name, measure in measures.items()})
+        order = list(measures) if number % 2 == 0 else list(reversed(measures))
+        print(f"  round {number + 1}/{repeat}: {', '.join(order)}", file=sys.stderr)
+        rounds.append({name: measures[name]() for name in order})
     return rounds
 
 
@@ -256,8 +260,8 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--plan-leads", type=int, default=1_000_000, metavar="N")
     parser.add_argument("--apply-leads", type=int, default=100_000, metavar="M")
-    parser.add_argument("--repeat", type=int, default=3, metavar="R",
-                        help="runs of each side of a row (default 3); the median is shown")
+    parser.add_argument("--repeat", type=int, default=5, metavar="R",
+                        help="runs of each side of a row (default 5); the median is shown")
     parser.add_argument("--rows", type=selected, default=set(ROWS),
                         help=f"comma-separated, of: {', '.join(ROWS)} (default: all)")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
