@@ -6,6 +6,7 @@ A child measures one thing in a fresh interpreter and prints one JSON line; `ben
 
 from __future__ import annotations
 
+import os
 import resource
 import shutil
 import socket
@@ -240,12 +241,14 @@ def child_apply(workdir: Path, dialer_url: str) -> dict[str, Any]:
 
     configure_logging(level="WARNING")
     with open_context(settings_for(workdir, dialer_url)) as ctx:
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         gathered = gather_and_plan(ctx)
+        planned = time.process_time()
         report = apply_plan(ctx, gathered)
         seconds = time.perf_counter() - started
     batches = sum(op.kind == "add_leads" for op in gathered.plan.ops)
-    return {"seconds": seconds, "outcome": report.outcome, "batches": batches}
+    return {"seconds": seconds, "outcome": report.outcome, "batches": batches,
+            "cpu_plan": planned - cpu, "cpu_send": time.process_time() - planned}
 
 
 def child_bare(workdir: Path, dialer_url: str) -> dict[str, Any]:
@@ -271,11 +274,11 @@ def child_bare(workdir: Path, dialer_url: str) -> dict[str, Any]:
             for e in merged_leads(ctx.crm, ctx.spec.leads, LeadBook(ctx.store), gathered.leads)
             if isinstance(e, LeadBatch)]
     with httpx.Client(timeout=60) as client:
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         for body in bodies:
             client.post(dialer_url, data=body).raise_for_status()
         seconds = time.perf_counter() - started
-    return {"seconds": seconds, "batches": len(bodies)}
+    return {"seconds": seconds, "batches": len(bodies), "cpu_send": time.process_time() - cpu}
 
 
 def start_seconds(command: list[str]) -> float:
@@ -321,6 +324,14 @@ class SandboxProcess:
                                        "list_name": f"Bench list {list_id}",
                                        "campaign_id": "TESTCAMP", "active": "Y"}
                        ).raise_for_status()
+
+    def cpu_seconds(self) -> float | None:
+        """CPU time the sandbox process has used so far (Linux's /proc); None elsewhere."""
+        try:
+            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def add_multi_lead_calls(self) -> int:
         import httpx

@@ -44,6 +44,7 @@ ROWS = ("plan", "apply", "start", "changed", "incremental", "dnc")
 TABLE_ORDER = ("ordered", "plain", "apply", "start", "changed", "incremental", "dnc", "rss",
                "calls")
 DNC_PHONES = 10_000
+NOTES: list[str] = []            # printed under the table
 
 
 @dataclass(frozen=True)
@@ -198,13 +199,23 @@ def apply_rows(tmp: Path, args: argparse.Namespace) -> dict[str, Row]:
         def run() -> dict[str, Any]:
             workdir = runs.copy_workdir(template, tmp / f"{kind}-{len(used)}")
             with runs.SandboxProcess() as sandbox:     # a fresh, empty dialer each time
+                cpu = sandbox.cpu_seconds()
                 result = run_child(kind, workdir, sandbox.url)
+                after = sandbox.cpu_seconds()
                 result["calls"] = sandbox.add_multi_lead_calls()
+            result["cpu_dialer"] = None if cpu is None or after is None else after - cpu
             used.append(result["calls"])
             return result
         return run
 
     rounds = side_by_side(args.repeat, {"apply": measure("apply"), "bare": measure("bare")})
+    if all(r[side]["cpu_dialer"] is not None for r in rounds for side in ("apply", "bare")):
+        def cpu(side: str, key: str) -> str:
+            return f"{median(rounds, side, key):.2f} s"
+        NOTES.append(f"CPU time, median: the apply's own {cpu('apply', 'cpu_plan')} planning + "
+                     f"{cpu('apply', 'cpu_send')} sending, the dialer's "
+                     f"{cpu('apply', 'cpu_dialer')}; the bare loop's own "
+                     f"{cpu('bare', 'cpu_send')}, the dialer's {cpu('bare', 'cpu_dialer')}")
     outcomes = {r["apply"]["outcome"] for r in rounds}
     calls = {r["apply"]["calls"] for r in rounds}
     return {
@@ -283,6 +294,8 @@ def main() -> None:
         if "start" in args.rows:
             rows.update(start_rows(args))
     print_table([rows[name] for name in TABLE_ORDER if name in rows])
+    for note in NOTES:
+        print(note)
 
 
 if __name__ == "__main__":
