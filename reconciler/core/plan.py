@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, ClassVar
 
 PLAN_FORMAT = "reconciler.plan"
@@ -252,15 +252,38 @@ class Plan:
 
 
 def _op_json(op: Op | Reject | Note) -> dict[str, Any]:
-    return {"op": op.kind, **asdict(op)}
+    return {"op": op.kind, **_plain(op)}
+
+
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _plain(value: Any) -> Any:
+    """What `dataclasses.asdict` makes of the plan's data (the same JSON), without its deep copy
+    of every value: a first export's plan holds every lead key, and a CRM with many bad rows as
+    many rejects (asdict: 0.5 µs a key, 3.8 µs a reject; this: 0.03 µs and 2.3 µs)."""
+    names = _FIELD_NAMES.get(type(value))
+    if names is None and hasattr(type(value), "__dataclass_fields__"):
+        names = _FIELD_NAMES.setdefault(type(value), tuple(f.name for f in fields(value)))
+    if names is not None:
+        return {name: _plain(getattr(value, name)) for name in names}
+    if type(value) is tuple:
+        return value if all(type(item) in _SCALARS for item in value) \
+            else tuple(map(_plain, value))
+    if isinstance(value, list | tuple):
+        return type(value)(map(_plain, value))
+    if isinstance(value, dict):
+        return {_plain(k): _plain(v) for k, v in value.items()}
+    return value
 
 
 def content_json(plan: Plan) -> dict[str, Any]:
     """Everything the digest covers: the whole plan but the digest itself."""
-    basis = asdict(plan.basis)
+    basis = _plain(plan.basis)
     if not basis["lead_pass"]:   # as before incremental reads: saved plans keep their digest
         del basis["lead_pass"]
-    extra = {} if plan.lead_pass is None else {"lead_pass": asdict(plan.lead_pass)}
+    extra = {} if plan.lead_pass is None else {"lead_pass": _plain(plan.lead_pass)}
     return {
         **extra,
         "format": PLAN_FORMAT,
@@ -268,9 +291,9 @@ def content_json(plan: Plan) -> dict[str, Any]:
         "basis": basis,
         "unavailable": plan.unavailable,
         "ops": [_op_json(op) for op in plan.ops],
-        "rejects": [asdict(r) for r in plan.rejects],
-        "notes": [asdict(n) for n in plan.notes],
-        "guard_breaches": [asdict(b) for b in plan.breaches],
+        "rejects": [_plain(r) for r in plan.rejects],
+        "notes": [_plain(n) for n in plan.notes],
+        "guard_breaches": [_plain(b) for b in plan.breaches],
         "lead_counts": [list(c) for c in plan.lead_counts],
         "summary": plan.count(),
     }
