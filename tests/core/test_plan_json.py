@@ -81,6 +81,7 @@ def test_each_step_reads_as_asdict_reads_it() -> None:
     assert document["rejects"] == [asdict(r) for r in plan.rejects]
     assert document["notes"] == [asdict(n) for n in plan.notes]
     assert document["guard_breaches"] == [asdict(b) for b in plan.breaches]
+    assert plan.lead_pass is not None
     assert document["lead_pass"] == asdict(plan.lead_pass)
 
 
