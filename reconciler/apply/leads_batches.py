@@ -309,8 +309,8 @@ class LeadSender:
         try:
             self.book.store.commit_step(*step)
         except LeaseLost as exc:
-            # The batch was sent, and nothing is sent after this (the run stops on LeaseLost):
-            # its step is recorded all the same, as its leads were, so the run shows it.
+            # A record of what came of the batch, and nothing is sent after it (the run stops on
+            # LeaseLost): written all the same, as its leads' outcomes were, so the run shows it.
             lost = exc
             self.book.store.commit_step(*step, fenced=False)
         self.report.count(f"lead_batches_{outcome}")
