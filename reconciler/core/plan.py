@@ -271,8 +271,8 @@ def _plain(value: Any) -> Any:
     if type(value) is tuple:
         return value if all(type(item) in _SCALARS for item in value) \
             else tuple(map(_plain, value))
-    if isinstance(value, list | tuple):
-        return type(value)(map(_plain, value))
+    if isinstance(value, list):
+        return list(map(_plain, value))
     if isinstance(value, dict):
         return {_plain(k): _plain(v) for k, v in value.items()}
     return value
