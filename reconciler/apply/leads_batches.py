@@ -32,6 +32,7 @@ from reconciler.apply.executor import RunReport
 from reconciler.core.leads.merge import LeadBatch, LeadEvent
 from reconciler.core.plan import AddLeads
 from reconciler.core.ports import DialerPort, lacking
+from reconciler.core.replies import LeadOutcome
 from reconciler.errors import (
     DialerError,
     DialerInDoubt,
@@ -341,12 +342,11 @@ def _read_ahead(batches: Iterator[LeadBatch]) -> Generator[LeadBatch, None, None
             yield batch
 
 
-def _result(key: str, outcome: Any) -> LeadResult:
-    if outcome.success is None:
-        return LeadResult(key, "in_doubt", message=outcome.message)
+def _result(key: str, outcome: LeadOutcome) -> LeadResult:
     if outcome.success:
         return LeadResult(key, "sent", outcome.lead_id)
-    return LeadResult(key, "rejected", message=outcome.message)
+    return LeadResult(key, "rejected" if outcome.success is False else "in_doubt", None,
+                      outcome.message)
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TypeAlias
+from typing import NamedTuple, TypeAlias
 
 
 @dataclass(frozen=True)
@@ -54,15 +54,15 @@ class ActiveLists:
     unparsed: tuple[str, ...]
 
 
-@dataclass(frozen=True)
-class LeadOutcome:
-    """One lead of an add_multi_lead batch; `index` counts from 1 in the order sent.
+class LeadOutcome(NamedTuple):
+    """One lead of an add_multi_lead batch, the `number`-th sent (from 1). A tuple: a batch's
+    answer makes hundreds, each while the next request waits.
 
     `success` is None when the answer said nothing readable about this lead: its outcome is
     unknown and the lead must not be resent blindly.
     """
 
-    index: int
+    number: int
     success: bool | None
     message: str
     phone_number: str | None = None
@@ -71,8 +71,8 @@ class LeadOutcome:
     status: str | None = None
 
     @classmethod
-    def unknown(cls, index: int, message: str) -> LeadOutcome:
-        return cls(index, None, message)
+    def unknown(cls, number: int, message: str) -> LeadOutcome:
+        return cls(number, None, message)
 
 
 @dataclass(frozen=True)

@@ -380,19 +380,30 @@ def _active_lists(context: _Context, entries: list[object]) -> ActiveLists:
 
 
 def _lead_results(context: _Context, document: dict[str, object], lead_count: int) -> LeadResults:
+    # Read at the pace of the wire: this runs between one batch's answer and the next request.
     outcomes: dict[int, LeadOutcome] = {}
     for key, entry in document.items():
-        match = _LEAD_KEY.match(key)
-        if match is None:
+        index = _lead_index(key)
+        if index is None:
             context.malformed("add_multi_lead answer with a key that is not 'lead N'")
-        index = int(match.group(1))
         if index < 1 or (lead_count and index > lead_count) or index in outcomes:
             context.malformed(f"add_multi_lead answer for a lead that was not sent ({index})")
         outcomes[index] = _lead_outcome(context, index, entry)
     for index in range(1, lead_count + 1):
         if index not in outcomes:
             outcomes[index] = LeadOutcome.unknown(index, "no answer for this lead")
+    if list(outcomes) == list(range(1, len(outcomes) + 1)):     # the usual order: no sort
+        return LeadResults(tuple(outcomes.values()))
     return LeadResults(tuple(outcomes[i] for i in sorted(outcomes)))
+
+
+def _lead_index(key: str) -> int | None:
+    """N of a `lead N` key; None when the key is not one."""
+    digits = key[5:]
+    if key[:5] == "lead " and digits.isascii() and digits.isdigit() and len(digits) <= 9:
+        return int(digits)                  # as the API writes it: no pattern to match
+    match = _LEAD_KEY.match(key)
+    return None if match is None else int(match.group(1))
 
 
 def _lead_outcome(context: _Context, index: int, entry: object) -> LeadOutcome:
@@ -405,22 +416,15 @@ def _lead_outcome(context: _Context, index: int, entry: object) -> LeadOutcome:
     # Success: phone|list_id|lead_id||status|   Failure: usually just the phone number.
     # Digits here are the dialer's own phone, list and lead numbers, never an echoed password:
     # a lead id that happens to equal a numeric password is kept (the answer has no other).
-    parts = [part.strip() for part in _as_text(entry.get("data")).split("|")]
+    parts = list(map(str.strip, _as_text(entry.get("data")).split("|")))
     if not context.secrets.isdisjoint(parts):       # rare: looked at field by field only then
         parts = [part if part.isdigit() else context.field(part) for part in parts]
-    parts += [""] * (5 - len(parts))
-    return LeadOutcome(
-        index=index,
-        success=succeeded,
-        message=message,
-        phone_number=parts[0] or None,
-        list_id=parts[1] or None,
-        lead_id=(parts[2] or None) if succeeded else None,
-        status=(parts[4] or None) if succeeded else None,
-    )
-
-
-# --- errors -----------------------------------------------------------------------------------
+    if len(parts) < 5:
+        parts += [""] * (5 - len(parts))
+    if succeeded:
+        return LeadOutcome(index, True, message, parts[0] or None, parts[1] or None,
+                           parts[2] or None, parts[4] or None)
+    return LeadOutcome(index, False, message, parts[0] or None, parts[1] or None)
 
 
 def _raise_error(context: _Context, message: str) -> NoReturn:

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from itertools import islice
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 
@@ -76,8 +76,9 @@ class LeadSettlement:
     dialer_lead_id: str | None        # it landed with this id; None: it never landed
 
 
-@dataclass(frozen=True)
-class LeadResult:
+class LeadResult(NamedTuple):
+    """One lead's answer, as recorded (a tuple: a batch's answer makes hundreds at a time)."""
+
     key: str
     status: str                       # sent | rejected | in_doubt
     dialer_lead_id: str | None = None

@@ -88,7 +88,7 @@ def test_leads(client: ElisionClient, sandbox: Sandbox) -> None:
         {"phone_number": 1234567893, "list_id": "1101", "first_name": "test"},
         {"phone_number": "5551234567", "list_id": "7777"},
     ])
-    assert [(o.index, o.success, o.phone_number, o.list_id, o.status) for o in outcomes] == [
+    assert [(o.number, o.success, o.phone_number, o.list_id, o.status) for o in outcomes] == [
         (1, True, "1234567893", "1101", "NEW"), (2, False, "7777", None, None)]
     assert outcomes[0].lead_id is not None and outcomes[0].lead_id.isdigit()
     assert [lead["phone_number"] for lead in sandbox.dialer.snapshot()["leads"]] == ["1234567893"]

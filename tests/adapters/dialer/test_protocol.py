@@ -480,6 +480,18 @@ FORMS = [
                  id="lead-zero"),
     pytest.param("add_multi_lead", '{"row 1":{"success":true}}', Err(DialerMalformed),
                  id="not-a-lead-key"),
+    pytest.param("add_multi_lead", '{"lead 3":{"success":true},"LEAD2":{"success":false},'
+                 '"lead  1":{"success":true,"data":"5550001|1101|7||NEW|"}}',
+                 LeadResults((LeadOutcome(1, True, "", "5550001", "1101", "7", "NEW"),
+                              LeadOutcome(2, False, ""), LeadOutcome(3, True, ""))),
+                 id="lead-keys-spelled-otherwise-and-out-of-order"),
+    pytest.param("add_multi_lead", '{"lead 0000000001":{"success":true}}',
+                 Err(DialerMalformed), id="lead-number-too-long"),
+    pytest.param("add_multi_lead", '{"lead \uff12":{"success":true}}',
+                 LeadResults((LeadOutcome(1, None, "no answer for this lead"),
+                              LeadOutcome(2, True, ""),
+                              LeadOutcome(3, None, "no answer for this lead"))),
+                 id="lead-number-in-other-digits"),
     pytest.param("add_multi_lead", "{}", LeadResults(tuple(
         LeadOutcome(i, None, "no answer for this lead") for i in (1, 2, 3))),
         id="empty-lead-map"),
