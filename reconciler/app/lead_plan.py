@@ -142,6 +142,17 @@ def merged_leads(crm: sa.Engine, resource: ResourceSpec, book: LeadBook, lead_ct
         leads_settle.as_recorded_chunks(book.stream_recorded_chunks(), settled), lead_ctx))
 
 
+def prepare_lead_state(ctx: Context) -> None:
+    """The state's writes a plan needs first, under the write lease: the leads' rows of an
+    answer a stopped run kept on its batch's row (LeadBook.write_kept_answers), then the phones
+    of leads sent before the state kept them (`fill_in_lead_phones`)."""
+    kept = LeadBook(ctx.store).write_kept_answers()
+    if kept:
+        log.warning("lead_answers_written", batches=kept,
+                    reason="a previous run stopped before writing them lead by lead")
+    fill_in_lead_phones(ctx)
+
+
 def fill_in_lead_phones(ctx: Context) -> int:
     """Record the phone of leads sent before the state kept phones (docs/leads.md).
 

@@ -9,10 +9,12 @@ stops the run: the dialer is not answering, and nothing is ever resent blindly.
 
 The bookkeeping is done while the dialer works on the next batch (at most one request in
 flight, on a thread of its own; every write to the state database from the calling thread):
-while batch N is on its way, the step of N-1 is recorded and N+1 is read and its intent
-committed, `queued`. Just before N+1 leaves, one transaction commits N's answer and marks N+1
-`pending`; so a process killed at any instant leaves one batch at most in doubt, as before.
-A run that stops forgets the intent committed ahead (its leads are planned again).
+while batch N is on its way, the leads' rows and the step of N-1 are written and N+1 is read
+and its intent committed, `queued`. Just before N+1 leaves, one transaction commits N's answer
+(kept whole on its batch's row, one write) and marks N+1 `pending`; so a process killed at any
+instant leaves one batch at most in doubt, as before, and an answer kept but not yet written
+lead by lead is written by the next run before it plans. A run that stops forgets the intent
+committed ahead (its leads are planned again).
 """
 
 from __future__ import annotations
@@ -167,7 +169,8 @@ class LeadSender:
         answered, self._answered = self._answered, None
         in_flight = self._wire().submit(contextvars.copy_context().run, self._exchange, batch)
         try:
-            if answered is not None:
+            if answered is not None:     # its answer was kept on its batch's row: now its leads'
+                self.book.write_answer(answered.batch_id, answered.results)
                 self._answered_step(answered)
             self._read_ahead_intent()
         except BaseException:

@@ -24,7 +24,7 @@ from reconciler.adapters.state import queries
 from reconciler.adapters.state.lease import Lease
 from reconciler.adapters.state.store import StateStore
 from reconciler.app.engine import Context, apply_plan, gather_and_plan
-from reconciler.app.lead_plan import fill_in_lead_phones
+from reconciler.app.lead_plan import prepare_lead_state
 from reconciler.config.settings import RESOURCES, DaemonSettings
 from reconciler.config.spec import Spec
 from reconciler.core.plan import GuardBreach
@@ -155,7 +155,7 @@ class Runner:
         if resources is not None:
             ctx = replace(ctx, spec=restrict_spec(ctx.spec, resources))
         try:
-            fill_in_lead_phones(ctx)
+            prepare_lead_state(ctx)
             gathered = gather_and_plan(ctx)
         except CrmUnavailable as exc:
             return self._unavailable(kind, "crm", f"CRM unavailable: {exc}")

@@ -20,6 +20,7 @@ was kept has none (NULL) until `record_phones` fills it in; "" means it is not k
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Iterator, Sequence
@@ -222,20 +223,49 @@ class LeadBook:
 
     def record_outcome(self, batch_id: str, results: Sequence[LeadResult], state: str,
                        message: str = "", *, sending: str | None = None) -> None:
-        """Commit a batch's answer: each lead's outcome, the batch `state`. With `sending`, the
-        batch about to be sent next is marked so in the same transaction (see record_sending);
-        when the lease is lost, the answer is committed all the same and LeaseLost raised."""
+        """Commit a batch's answer: each lead's outcome, the batch `state`.
+
+        With `sending`, the batch about to be sent next is marked so in the same transaction
+        (see record_sending), which then keeps the answer on the batch's own row, one write
+        instead of one a lead, since the next request waits for it: `write_answer` writes the
+        leads' rows from it next (`write_kept_answers` after a crash). When the lease is lost,
+        the answer is committed all the same, lead by lead, and LeaseLost raised."""
         if sending is not None:
             try:
                 with self.engine.begin() as conn:
                     self._mark_sending(conn, sending)
-                    self._write_outcome(conn, batch_id, results, state, message)
+                    conn.execute(sa.update(lead_batches)
+                                 .where(lead_batches.c.batch_id == batch_id)
+                                 .values(answer=json.dumps(results, separators=(",", ":"))))
+                    self._settle(conn, batch_id, state, message)
+                    StepWriter(conn, self.target, "").bump_version()
                 return
             except LeaseLost:
                 self.record_outcome(batch_id, results, state, message)
                 raise
         with self.engine.begin() as conn:
             self._write_outcome(conn, batch_id, results, state, message)
+
+    def write_answer(self, batch_id: str, results: Sequence[LeadResult]) -> None:
+        """Write the leads' rows of an answer kept on its batch's row (`record_outcome` with
+        `sending`), and let the row go of it. Not fenced: the answer is the dialer's already."""
+        with self.engine.begin() as conn:
+            self._write_lead_outcomes(conn, batch_id, results)
+            conn.execute(sa.update(lead_batches).where(lead_batches.c.batch_id == batch_id)
+                         .values(answer=None))
+            StepWriter(conn, self.target, "").bump_version()
+
+    def write_kept_answers(self) -> int:
+        """Write the leads' rows of every answer still kept on its batch's row: a process died
+        between keeping it and writing them (until then its leads are `pending`: never
+        resent). Call under the lease, before planning. Returns how many batches."""
+        b = lead_batches.c
+        with self.engine.connect() as conn:
+            kept = conn.execute(sa.select(b.batch_id, b.answer).where(
+                b.target == self.target, b.answer.is_not(None))).all()
+        for batch_id, answer in kept:
+            self.write_answer(batch_id, [LeadResult(*item) for item in json.loads(answer)])
+        return len(kept)
 
     def record_sending(self, batch_id: str) -> None:
         """A batch recorded `queued` is about to be sent whole: its leads become `pending` (may
@@ -253,12 +283,16 @@ class LeadBook:
 
     def _write_outcome(self, conn: sa.Connection, batch_id: str, results: Sequence[LeadResult],
                        state: str, message: str) -> None:
+        self._write_lead_outcomes(conn, batch_id, results)
+        self._settle(conn, batch_id, state, message)
+        StepWriter(conn, self.target, "").bump_version()
+
+    def _write_lead_outcomes(self, conn: sa.Connection, batch_id: str,
+                             results: Sequence[LeadResult]) -> None:
         if results:     # one executemany for the batch, not a statement per lead
             self._writes.update_outcomes.run(
                 conn, [(r.key, r.status, r.dialer_lead_id, r.message or None) for r in results],
                 target=self.target, batch_id=batch_id, at=now())
-        self._settle(conn, batch_id, state, message)
-        StepWriter(conn, self.target, "").bump_version()
 
     @cached_property
     def _writes(self) -> LeadWrites:

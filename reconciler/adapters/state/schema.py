@@ -119,6 +119,10 @@ lead_batches = sa.Table(
     sa.Column("created_at", Timestamp, nullable=False),
     sa.Column("settled_at", Timestamp, nullable=True),
     sa.Column("message", sa.Text, nullable=True),
+    # The batch's answer (JSON, one [key, status, dialer_lead_id, message] a lead), committed
+    # with the next batch's `pending` mark, until its leads' own rows say it: for a moment, or,
+    # when the process died in that moment, until the next run writes them from it.
+    sa.Column("answer", sa.Text, nullable=True),
 )
 
 runs = sa.Table(

@@ -23,7 +23,7 @@ from reconciler.app.engine import (
     record_plan_run,
     stale_reasons,
 )
-from reconciler.app.lead_plan import fill_in_lead_phones
+from reconciler.app.lead_plan import prepare_lead_state
 from reconciler.app.render import render_plan
 from reconciler.apply import leads_settle
 from reconciler.apply.executor import RunReport
@@ -124,7 +124,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
 def _apply(args: argparse.Namespace, settings: Settings, saved: plan_data.Plan | None) -> int:
 
     def planned(ctx: Context) -> tuple[Gathered, plan_data.Plan]:
-        fill_in_lead_phones(ctx)
+        prepare_lead_state(ctx)
         # A saved full pass is gathered as one again; a saved incremental one as the rule says
         # now, and refused when that is another kind (or another mark).
         full = args.full or (saved is not None and saved.basis.lead_pass == FULL)
@@ -156,7 +156,7 @@ def _resync(args: argparse.Namespace, settings: Settings) -> int:
             return 1 if gathered.plan.unavailable else EXIT_OK
 
         def planned() -> tuple[Gathered, plan_data.Plan]:
-            fill_in_lead_phones(ctx)
+            prepare_lead_state(ctx)
             gathered = gather_and_plan(ctx, resync=True)
             return gathered, gathered.plan
 

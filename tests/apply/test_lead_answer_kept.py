@@ -1,0 +1,146 @@
+"""A batch's answer kept on its batch's row: the commit the next request waits for holds the
+answer whole, and its leads' rows are written just after. A run that stops in between leaves
+those leads `pending` (never resent) and the next run writes them from the kept answer.
+
+The stop is made by the state database itself: a trigger refuses the write that lets a kept
+answer go, the very transaction that writes the leads' rows. `apply` runs in this process
+against a sandbox dialer on loopback; state databases: SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from reconciler.adapters.state import db
+from reconciler.adapters.state.schema import lead_batches, shadow_leads
+from reconciler.cli.main import main
+from reconciler.demo import crm as democrm
+from reconciler.sandbox import SandboxDialer, start_background
+from tests.helpers import EXAMPLE_SPEC
+
+LEADS_PER_BATCH = 10
+LEADS = democrm.sample_leads(5 * LEADS_PER_BATCH, ("1101",))
+
+# A write failing as a failing disk fails it (an OperationalError, not a constraint), and
+# only that write: SQLite's trigger fails where it runs (a table it names would be looked up
+# when any UPDATE OF answer is prepared), with this message.
+FAILED = {"sqlite": "malformed JSON", "postgresql": "the_state_disk_failed"}
+REFUSE = {
+    "sqlite": ["""
+        CREATE TRIGGER refuse_written_answers BEFORE UPDATE OF answer ON lead_batches
+        WHEN NEW.answer IS NULL AND OLD.answer IS NOT NULL
+        BEGIN SELECT json('the_state_disk_failed'); END"""],
+    "postgresql": ["""
+        CREATE FUNCTION refuse_written_answers() RETURNS trigger AS $$
+        BEGIN RAISE EXCEPTION 'the_state_disk_failed' USING ERRCODE = '58030'; END $$
+        LANGUAGE plpgsql""", """
+        CREATE TRIGGER refuse_written_answers BEFORE UPDATE OF answer ON lead_batches
+        FOR EACH ROW WHEN (NEW.answer IS NULL AND OLD.answer IS NOT NULL)
+        EXECUTE FUNCTION refuse_written_answers()"""],
+}
+ALLOW = {
+    "sqlite": ["DROP TRIGGER refuse_written_answers"],
+    "postgresql": ["DROP TRIGGER refuse_written_answers ON lead_batches",
+                   "DROP FUNCTION refuse_written_answers()"],
+}
+
+
+@pytest.fixture
+def state(database_url: str) -> Iterator[sa.Engine]:
+    engine = db.open_engine(database_url)
+    db.upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
+def ddl(engine: sa.Engine, statements: dict[str, list[str]]) -> None:
+    with engine.begin() as conn:
+        for statement in statements[engine.dialect.name]:
+            conn.exec_driver_sql(statement)
+
+
+def config(tmp_path: Path, dialer_url: str, state_url: str) -> Path:
+    crm = democrm.sqlite_url(tmp_path / "crm.db")
+    democrm.create_crm(crm, [], democrm.LISTS[:1], LEADS).dispose()
+    path = tmp_path / "reconciler.toml"
+    path.write_text(f"""
+[reconciler]
+spec = "{EXAMPLE_SPEC}"
+[dialer]
+url = "{dialer_url}"
+user = "api"
+max_retries = 0
+leads_per_batch = {LEADS_PER_BATCH}
+[crm]
+url = "{crm}"
+[state]
+url = "{state_url}"
+digest_key_file = "{tmp_path / 'digest.key'}"
+""", encoding="utf-8")
+    return path
+
+
+def leads_recorded(engine: sa.Engine) -> dict[str, tuple[str, str | None]]:
+    t = shadow_leads.c
+    with engine.connect() as conn:
+        return {key: (status, lead_id) for key, status, lead_id in conn.execute(
+            sa.select(t.lead_key, t.status, t.dialer_lead_id))}
+
+
+def kept_answers(engine: sa.Engine) -> list[list[list[Any]]]:
+    """Each answer still kept on its batch's row: [key, status, dialer_lead_id, message] a lead."""
+    b = lead_batches.c
+    with engine.connect() as conn:
+        return [json.loads(answer) for answer in conn.execute(
+            sa.select(b.answer).where(b.answer.is_not(None))).scalars()]
+
+
+def test_an_answer_kept_when_the_run_stopped_is_written_by_the_next_run(
+    tmp_path: Path, database_url: str, state: sa.Engine, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("RECONCILER_DIALER_PASSWORD", "1234")
+
+    def apply() -> tuple[int, str]:
+        capsys.readouterr()
+        code = main(["--config", str(path), "--log-format", "json", "apply", "--yes"])
+        captured = capsys.readouterr()
+        return code, captured.out + captured.err
+
+    sandbox = SandboxDialer()
+    with start_background(sandbox) as server:
+        path = config(tmp_path, server.url, database_url)
+        ddl(state, REFUSE)
+        code, said = apply()
+        assert code == 1, said
+        assert "state database" in said and FAILED[state.dialect.name] in said
+
+        # The first batch's answer stayed kept: its leads are on the dialer, recorded `pending`
+        # (so never sent again) while the kept answer names each one's lead id.
+        (answer,) = kept_answers(state)
+        on_dialer = {lead["vendor_lead_code"]: str(lead["lead_id"])
+                     for lead in sandbox.snapshot()["leads"]}
+        assert len(answer) == LEADS_PER_BATCH
+        assert {key: (status, lead_id) for key, status, lead_id, _ in answer} == {
+            key: ("sent", on_dialer[key]) for key, *_ in answer}
+        recorded = leads_recorded(state)
+        assert {recorded[key] for key, *_ in answer} == {("pending", None)}
+
+        ddl(state, ALLOW)
+        code, said = apply()
+        assert code == 0, said
+        assert '"event": "lead_answers_written"' in said
+
+    calls = Counter(lead["vendor_lead_code"] for lead in sandbox.snapshot()["leads"])
+    assert calls == Counter({str(row["id"]): 1 for row in LEADS})      # each lead once
+    on_dialer = {lead["vendor_lead_code"]: str(lead["lead_id"])
+                 for lead in sandbox.snapshot()["leads"]}
+    assert leads_recorded(state) == {key: ("sent", lead_id) for key, lead_id in on_dialer.items()}
+    assert kept_answers(state) == []
