@@ -59,6 +59,17 @@ class ResolvedTooEarly(StateError):
 HOLDS_PHONE = ("sent", "pending", SENDING, "in_doubt")
 
 
+# Made once, its lists of values bound as they are: a statement made per question, its hundreds
+# of phones each made a bound parameter, cost more than the indexed look-up itself.
+_PHONE_HOLDERS = (
+    sa.select(shadow_leads.c.list_id, shadow_leads.c.phone, shadow_leads.c.lead_key)
+    .where(shadow_leads.c.target == sa.bindparam("target"),
+           shadow_leads.c.phone.in_(sa.bindparam("phones", expanding=True)),
+           shadow_leads.c.list_id.in_(sa.bindparam("lists", expanding=True)),
+           shadow_leads.c.status.in_(HOLDS_PHONE))
+)
+
+
 @dataclass(frozen=True)
 class DoubtfulLead:
     key: str
@@ -142,16 +153,11 @@ class LeadBook:
         about that one holds. One indexed query; ask about a few hundred pairs at a time."""
         if not pairs:
             return {}
-        t = shadow_leads.c
-        statement = (
-            sa.select(t.list_id, t.phone, t.lead_key)
-            .where(t.target == self.target, t.phone.in_({phone for _, phone in pairs}),
-                   t.list_id.in_({list_id for list_id, _ in pairs}),
-                   t.status.in_(HOLDS_PHONE))
-        )
         found: defaultdict[tuple[str, str], list[str]] = defaultdict(list)
         with self.engine.connect() as conn:
-            for list_id, phone, key in conn.execute(statement):
+            for list_id, phone, key in conn.execute(_PHONE_HOLDERS, {
+                    "target": self.target, "phones": sorted({phone for _, phone in pairs}),
+                    "lists": sorted({list_id for list_id, _ in pairs})}):
                 if (list_id, phone) in pairs:
                     found[list_id, phone].append(key)
         return {pair: tuple(sorted(keys)) for pair, keys in found.items()}
