@@ -156,6 +156,7 @@ class LeadSender:
     def _send(self, batch: LeadBatch) -> bool:
         """Send one batch. Returns False when the run must stop."""
         intent, self._ahead_intent = self._ahead_intent, None
+        kept = False        # the answer held back, kept on its batch's row by the mark below
         if intent is None or batch.list_id in self.blocked_lists:
             self._settle()                  # the batch before it is recorded first
             if intent is not None:          # its list's add_list failed since
@@ -165,13 +166,16 @@ class LeadSender:
                 return True
         else:
             self.seq, started, batch_id = self.report.next_seq(), time.monotonic(), intent
-            self._mark_sending(batch_id)
+            kept = self._mark_sending(batch_id)
         answered, self._answered = self._answered, None
         in_flight = self._wire().submit(contextvars.copy_context().run, self._exchange, batch)
         try:
-            if answered is not None:     # its answer was kept on its batch's row: now its leads'
-                self.book.write_answer(answered.batch_id, answered.results)
-                self._answered_step(answered)
+            if answered is not None:
+                try:
+                    if kept:     # the answer was kept on its batch's row: now its leads' rows
+                        self.book.write_answer(answered.batch_id, answered.results)
+                finally:         # its step, whatever comes of that (the answer is recorded)
+                    self._answered_step(answered)
             self._read_ahead_intent()
         except BaseException:
             # The batch on its way is recorded all the same, its answer in hand.
@@ -184,16 +188,17 @@ class LeadSender:
         self._answered = _Answered(batch, batch_id, self.seq, started, answer)
         return True
 
-    def _mark_sending(self, batch_id: str) -> None:
+    def _mark_sending(self, batch_id: str) -> bool:
         """Just before a batch whose intent was committed ahead leaves: commit the answer held
-        back with it (so a crash leaves that one answered), and mark it `pending`."""
+        back with it (so a crash leaves that one answered), and mark it `pending`. Returns
+        whether that answer was kept on its batch's row (LeadBook.record_outcome)."""
         answered = self._answered
         try:
             if answered is None:
                 self.book.record_sending(batch_id)
-            else:
-                self.book.record_outcome(answered.batch_id, answered.results,
-                                         _state(answered.results), sending=batch_id)
+                return False
+            return self.book.record_outcome(answered.batch_id, answered.results,
+                                            _state(answered.results), sending=batch_id)
         except LeaseLost:       # nothing more may go out; the answer is recorded all the same
             self._answered = None
             self.book.forget_unsent(batch_id, "the write lease was lost before it was sent")

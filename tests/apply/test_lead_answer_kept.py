@@ -19,7 +19,9 @@ import pytest
 import sqlalchemy as sa
 
 from reconciler.adapters.state import db
-from reconciler.adapters.state.schema import lead_batches, shadow_leads
+from reconciler.adapters.state.leads import LeadBook, LeadResult
+from reconciler.adapters.state.schema import lead_batches, run_steps, shadow_leads
+from reconciler.adapters.state.store import StateStore
 from reconciler.cli.main import main
 from reconciler.demo import crm as democrm
 from reconciler.sandbox import SandboxDialer, start_background
@@ -132,6 +134,11 @@ def test_an_answer_kept_when_the_run_stopped_is_written_by_the_next_run(
             key: ("sent", on_dialer[key]) for key, *_ in answer}
         recorded = leads_recorded(state)
         assert {recorded[key] for key, *_ in answer} == {("pending", None)}
+        # ...and the batch is a step of the run all the same: it reached the dialer.
+        with state.connect() as conn:
+            steps = conn.execute(sa.select(run_steps.c.key, run_steps.c.outcome).where(
+                run_steps.c.op == "add_leads")).all()
+        assert ("1101/1", "sent") in steps
 
         ddl(state, ALLOW)
         code, said = apply()
@@ -144,3 +151,30 @@ def test_an_answer_kept_when_the_run_stopped_is_written_by_the_next_run(
                  for lead in sandbox.snapshot()["leads"]}
     assert leads_recorded(state) == {key: ("sent", lead_id) for key, lead_id in on_dialer.items()}
     assert kept_answers(state) == []
+
+
+def test_an_answer_with_a_lead_in_doubt_is_never_kept_but_written_lead_by_lead(
+    state: sa.Engine,
+) -> None:
+    """Only a wholly answered batch keeps its answer on its row: a batch in doubt is one an
+    operator may resolve or look up at once, lead by lead, so its leads' rows are written in
+    the same transaction that marks the next batch `pending`."""
+    book = LeadBook(StateStore(state, "default"))
+    items = [(f"k{n}", {"phone_number": f"55500000{n}", "list_id": "1101"}, f"d{n}")
+             for n in range(3)]
+    answered = book.record_intent("run", "1101", items)
+    following = book.record_intent("run", "1101", [("k9", items[0][1], "d9")], "queued")
+    results = [LeadResult("k0", "sent", "1001"), LeadResult("k1", "in_doubt", None, "no answer"),
+               LeadResult("k2", "rejected", None, "Invalid phone number")]
+
+    assert book.record_outcome(answered, results, "in_doubt", sending=following) is False
+    assert kept_answers(state) == []
+    assert leads_recorded(state) == {"k0": ("sent", "1001"), "k1": ("in_doubt", None),
+                                     "k2": ("rejected", None), "k9": ("pending", None)}
+
+    again = book.record_intent("run", "1101", [("k5", items[0][1], "d5")])
+    then = book.record_intent("run", "1101", [("k6", items[0][1], "d6")], "queued")
+    assert book.record_outcome(again, [LeadResult("k5", "sent", "1005")], "answered",
+                               sending=then) is True
+    assert kept_answers(state) == [[["k5", "sent", "1005", ""]]]
+    assert leads_recorded(state)["k5"] == ("pending", None)

@@ -228,29 +228,38 @@ class LeadBook:
         return done
 
     def record_outcome(self, batch_id: str, results: Sequence[LeadResult], state: str,
-                       message: str = "", *, sending: str | None = None) -> None:
-        """Commit a batch's answer: each lead's outcome, the batch `state`.
+                       message: str = "", *, sending: str | None = None) -> bool:
+        """Commit a batch's answer: each lead's outcome, the batch `state`. Returns whether the
+        answer was kept on the batch's row instead, for `write_answer` to write lead by lead.
 
         With `sending`, the batch about to be sent next is marked so in the same transaction
-        (see record_sending), which then keeps the answer on the batch's own row, one write
-        instead of one a lead, since the next request waits for it: `write_answer` writes the
-        leads' rows from it next (`write_kept_answers` after a crash). When the lease is lost,
-        the answer is committed all the same, lead by lead, and LeaseLost raised."""
+        (see record_sending). Since the next request waits for it, an answer that left no lead
+        in doubt (`answered`) is then kept whole on the batch's own row, one write instead of
+        one a lead: `write_answer` writes the leads' rows from it next (`write_kept_answers`
+        after a crash), and until then its leads stay `pending`, never resent. An answer with
+        a lead in doubt is written lead by lead at once, so that every batch an operator may
+        resolve or look up has its leads' rows written. When the lease is lost, the answer is
+        committed all the same, lead by lead, and LeaseLost raised."""
+        keep = sending is not None and state == "answered"
         if sending is not None:
             try:
                 with self.engine.begin() as conn:
                     self._mark_sending(conn, sending)
-                    conn.execute(sa.update(lead_batches)
-                                 .where(lead_batches.c.batch_id == batch_id)
-                                 .values(answer=json.dumps(results, separators=(",", ":"))))
-                    self._settle(conn, batch_id, state, message)
-                    StepWriter(conn, self.target, "").bump_version()
-                return
+                    if keep:
+                        conn.execute(sa.update(lead_batches)
+                                     .where(lead_batches.c.batch_id == batch_id)
+                                     .values(answer=json.dumps(results, separators=(",", ":"))))
+                        self._settle(conn, batch_id, state, message)
+                        StepWriter(conn, self.target, "").bump_version()
+                    else:
+                        self._write_outcome(conn, batch_id, results, state, message)
+                return keep
             except LeaseLost:
                 self.record_outcome(batch_id, results, state, message)
                 raise
         with self.engine.begin() as conn:
             self._write_outcome(conn, batch_id, results, state, message)
+        return False
 
     def write_answer(self, batch_id: str, results: Sequence[LeadResult]) -> None:
         """Write the leads' rows of an answer kept on its batch's row (`record_outcome` with
