@@ -11,21 +11,19 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
-from reconciler.adapters.state import db
 from reconciler.adapters.state.leads import LeadBook, LeadResult
 from reconciler.adapters.state.schema import lead_batches, run_steps, shadow_leads
 from reconciler.adapters.state.store import StateStore
 from reconciler.cli.main import main
 from reconciler.demo import crm as democrm
 from reconciler.sandbox import SandboxDialer, start_background
-from tests.helpers import EXAMPLE_SPEC
+from tests.helpers import write_config
 
 LEADS_PER_BATCH = 10
 LEADS = democrm.sample_leads(5 * LEADS_PER_BATCH, ("1101",))
@@ -54,14 +52,6 @@ ALLOW = {
 }
 
 
-@pytest.fixture
-def state(database_url: str) -> Iterator[sa.Engine]:
-    engine = db.open_engine(database_url)
-    db.upgrade(engine)
-    yield engine
-    engine.dispose()
-
-
 def ddl(engine: sa.Engine, statements: dict[str, list[str]]) -> None:
     with engine.begin() as conn:
         for statement in statements[engine.dialect.name]:
@@ -71,22 +61,9 @@ def ddl(engine: sa.Engine, statements: dict[str, list[str]]) -> None:
 def config(tmp_path: Path, dialer_url: str, state_url: str) -> Path:
     crm = democrm.sqlite_url(tmp_path / "crm.db")
     democrm.create_crm(crm, [], democrm.LISTS[:1], LEADS).dispose()
-    path = tmp_path / "reconciler.toml"
-    path.write_text(f"""
-[reconciler]
-spec = "{EXAMPLE_SPEC}"
-[dialer]
-url = "{dialer_url}"
-user = "api"
-max_retries = 0
-leads_per_batch = {LEADS_PER_BATCH}
-[crm]
-url = "{crm}"
-[state]
-url = "{state_url}"
-digest_key_file = "{tmp_path / 'digest.key'}"
-""", encoding="utf-8")
-    return path
+    return write_config(tmp_path / "reconciler.toml", dialer_url=dialer_url, crm_url=crm,
+                        state_url=state_url,
+                        dialer_extra=f"max_retries = 0\nleads_per_batch = {LEADS_PER_BATCH}")
 
 
 def leads_recorded(engine: sa.Engine) -> dict[str, tuple[str, str | None]]:
@@ -105,7 +82,7 @@ def kept_answers(engine: sa.Engine) -> list[list[list[Any]]]:
 
 
 def test_an_answer_kept_when_the_run_stopped_is_written_by_the_next_run(
-    tmp_path: Path, database_url: str, state: sa.Engine, monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path, database_url: str, state_engine: sa.Engine, monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setenv("RECONCILER_DIALER_PASSWORD", "1234")
@@ -119,28 +96,28 @@ def test_an_answer_kept_when_the_run_stopped_is_written_by_the_next_run(
     sandbox = SandboxDialer()
     with start_background(sandbox) as server:
         path = config(tmp_path, server.url, database_url)
-        ddl(state, REFUSE)
+        ddl(state_engine, REFUSE)
         code, said = apply()
         assert code == 1, said
-        assert "state database" in said and FAILED[state.dialect.name] in said
+        assert "state database" in said and FAILED[state_engine.dialect.name] in said
 
         # The first batch's answer stayed kept: its leads are on the dialer, recorded `pending`
         # (so never sent again) while the kept answer names each one's lead id.
-        (answer,) = kept_answers(state)
+        (answer,) = kept_answers(state_engine)
         on_dialer = {lead["vendor_lead_code"]: str(lead["lead_id"])
                      for lead in sandbox.snapshot()["leads"]}
         assert len(answer) == LEADS_PER_BATCH
         assert {key: (status, lead_id) for key, status, lead_id, _ in answer} == {
             key: ("sent", on_dialer[key]) for key, *_ in answer}
-        recorded = leads_recorded(state)
+        recorded = leads_recorded(state_engine)
         assert {recorded[key] for key, *_ in answer} == {("pending", None)}
         # ...and the batch is a step of the run all the same: it reached the dialer.
-        with state.connect() as conn:
+        with state_engine.connect() as conn:
             steps = conn.execute(sa.select(run_steps.c.key, run_steps.c.outcome).where(
                 run_steps.c.op == "add_leads")).all()
         assert ("1101/1", "sent") in steps
 
-        ddl(state, ALLOW)
+        ddl(state_engine, ALLOW)
         code, said = apply()
         assert code == 0, said
         assert '"event": "lead_answers_written"' in said
@@ -149,17 +126,18 @@ def test_an_answer_kept_when_the_run_stopped_is_written_by_the_next_run(
     assert calls == Counter({str(row["id"]): 1 for row in LEADS})      # each lead once
     on_dialer = {lead["vendor_lead_code"]: str(lead["lead_id"])
                  for lead in sandbox.snapshot()["leads"]}
-    assert leads_recorded(state) == {key: ("sent", lead_id) for key, lead_id in on_dialer.items()}
-    assert kept_answers(state) == []
+    assert leads_recorded(state_engine) == {key: ("sent", lead_id)
+                                            for key, lead_id in on_dialer.items()}
+    assert kept_answers(state_engine) == []
 
 
 def test_an_answer_with_a_lead_in_doubt_is_never_kept_but_written_lead_by_lead(
-    state: sa.Engine,
+    state_engine: sa.Engine,
 ) -> None:
     """Only a wholly answered batch keeps its answer on its row: a batch in doubt is one an
     operator may resolve or look up at once, lead by lead, so its leads' rows are written in
     the same transaction that marks the next batch `pending`."""
-    book = LeadBook(StateStore(state, "default"))
+    book = LeadBook(StateStore(state_engine, "default"))
     items = [(f"k{n}", {"phone_number": f"55500000{n}", "list_id": "1101"}, f"d{n}")
              for n in range(3)]
     answered = book.record_intent("run", "1101", items)
@@ -168,13 +146,13 @@ def test_an_answer_with_a_lead_in_doubt_is_never_kept_but_written_lead_by_lead(
                LeadResult("k2", "rejected", None, "Invalid phone number")]
 
     assert book.record_outcome(answered, results, "in_doubt", sending=following) is False
-    assert kept_answers(state) == []
-    assert leads_recorded(state) == {"k0": ("sent", "1001"), "k1": ("in_doubt", None),
+    assert kept_answers(state_engine) == []
+    assert leads_recorded(state_engine) == {"k0": ("sent", "1001"), "k1": ("in_doubt", None),
                                      "k2": ("rejected", None), "k9": ("pending", None)}
 
     again = book.record_intent("run", "1101", [("k5", items[0][1], "d5")])
     then = book.record_intent("run", "1101", [("k6", items[0][1], "d6")], "queued")
     assert book.record_outcome(again, [LeadResult("k5", "sent", "1005")], "answered",
                                sending=then) is True
-    assert kept_answers(state) == [[["k5", "sent", "1005", ""]]]
-    assert leads_recorded(state)["k5"] == ("pending", None)
+    assert kept_answers(state_engine) == [[["k5", "sent", "1005", ""]]]
+    assert leads_recorded(state_engine)["k5"] == ("pending", None)
