@@ -1,0 +1,38 @@
+"""The state on PostgreSQL plans every statement afresh.
+
+psycopg prepares a statement on the server once it has run five times, and PostgreSQL may then
+keep one plan for it. An apply's lead table grows from empty by thousands of rows a minute: a
+plan made while it was small walked the whole table for every lead recorded, so that an apply
+of 100,000 new leads spent a minute on it (docs/performance.md). The state engine turns that
+off; here, a run of lead batches recorded the way an apply records them leaves no statement
+prepared on its connection.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from reconciler.adapters.state import db
+from reconciler.adapters.state.leads import LeadBook, LeadResult
+from reconciler.adapters.state.store import StateStore
+from tests.conftest import PostgresServer
+
+
+def test_lead_batches_recorded_leave_no_statement_prepared(postgres: PostgresServer) -> None:
+    engine = db.open_engine(postgres.new_database())
+    try:
+        db.upgrade(engine)
+        book = LeadBook(StateStore(engine, "default"))
+        for batch in range(8):
+            items = [(f"{batch}-{n}", {"phone_number": f"555{batch:03d}{n:04d}",
+                                       "list_id": "1101"}, "digest") for n in range(20)]
+            queued = book.record_intent("run", "1101", items, "queued")
+            book.record_sending(queued)
+            book.record_outcome(queued, [LeadResult(key, "sent", str(n))
+                                         for n, (key, _, _) in enumerate(items)], "answered")
+        with engine.connect() as conn:
+            assert conn.connection.driver_connection.prepare_threshold is None
+            prepared = conn.execute(sa.text("SELECT count(*) FROM pg_prepared_statements"))
+            assert prepared.scalar_one() == 0
+    finally:
+        engine.dispose()
