@@ -3,6 +3,8 @@
 SQLAlchemy builds and type-processes every row's parameters of an executemany, which for a
 batch of 500 leads costs more than the writes themselves; here each statement is compiled once
 for the dialect and run through the driver's own executemany (`Connection.exec_driver_sql`).
+On PostgreSQL, where each statement of an executemany is a statement the server parses and
+plans, a batch is one statement instead, its rows passed as arrays (`ArrayRows`).
 """
 
 from __future__ import annotations
@@ -19,8 +21,19 @@ from reconciler.adapters.state.schema import shadow_leads
 class LeadWrites:
     """The writes of every lead of a batch, compiled once for the dialect."""
 
+    insert_leads: DriverRows | ArrayRows
+    update_outcomes: DriverRows | ArrayRows
+
     def __init__(self, dialect: sa.Dialect) -> None:
         t, param = shadow_leads.c, sa.bindparam
+        # The rows of the keys a batch is about to carry: their earlier records go.
+        self._delete_leads: sa.Delete | sa.TextClause = sa.delete(shadow_leads).where(
+            t.target == param("target"), t.lead_key.in_(param("keys", expanding=True)))
+        if dialect.name == "postgresql":
+            self.insert_leads, self.update_outcomes = ArrayRows.insert(), ArrayRows.update()
+            self._delete_leads = sa.text("DELETE FROM shadow_leads WHERE target = :target "
+                                         "AND lead_key = ANY(CAST(:keys AS text[]))")
+            return
         self.insert_leads = DriverRows(
             sa.insert(shadow_leads).values(
                 target=param("b_target"), lead_key=param("b_key"), list_id=param("b_list"),
@@ -37,6 +50,9 @@ class LeadWrites:
                     message=param("b_why"), updated_at=param("b_at")),
             dialect, per_row=("b_key", "b_status", "b_lead_id", "b_why"),
             per_batch={"target": "b_target", "batch_id": "b_batch", "at": "b_at"})
+
+    def delete_leads(self, conn: sa.Connection, target: str, keys: list[str]) -> None:
+        conn.execute(self._delete_leads, {"target": target, "keys": keys})
 
 
 class DriverRows:
@@ -73,3 +89,38 @@ class DriverRows:
                       for arg, process in self._per_batch)
         params = self._params
         conn.exec_driver_sql(self.sql, [params(row + fixed) for row in rows])
+
+
+class ArrayRows:
+    """One PostgreSQL statement for every row of a batch, each column passed as one array and
+    read back by `unnest` (`run` as DriverRows.run: rows of the `per_row` values in order)."""
+
+    def __init__(self, sql: str, per_row: tuple[str, ...]) -> None:
+        self.statement = sa.text(sql)
+        self.per_row = per_row
+
+    @classmethod
+    def insert(cls) -> ArrayRows:
+        return cls("""
+            INSERT INTO shadow_leads (target, lead_key, list_id, fields_digest, status,
+                                      batch_id, phone, updated_at)
+            SELECT :target, v.key, :list_id, v.digest, :status, :batch_id, v.phone, :at
+            FROM unnest(CAST(:keys AS text[]), CAST(:digests AS text[]),
+                        CAST(:phones AS text[])) AS v(key, digest, phone)""",
+                   ("keys", "digests", "phones"))
+
+    @classmethod
+    def update(cls) -> ArrayRows:
+        return cls("""
+            UPDATE shadow_leads AS s
+            SET status = v.status, dialer_lead_id = v.lead_id, message = v.why, updated_at = :at
+            FROM unnest(CAST(:keys AS text[]), CAST(:statuses AS text[]),
+                        CAST(:lead_ids AS text[]), CAST(:whys AS text[]))
+                 AS v(key, status, lead_id, why)
+            WHERE s.target = :target AND s.lead_key = v.key AND s.batch_id = :batch_id""",
+                   ("keys", "statuses", "lead_ids", "whys"))
+
+    def run(self, conn: sa.Connection, rows: Iterable[tuple[Any, ...]], **per_batch: Any) -> None:
+        columns = list(zip(*rows, strict=True)) or [()] * len(self.per_row)
+        conn.execute(self.statement, {**per_batch, **{
+            name: list(values) for name, values in zip(self.per_row, columns, strict=True)}})
