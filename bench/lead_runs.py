@@ -90,9 +90,35 @@ def build_state(workdir: Path, target: str = "default") -> None:
 
 def copy_workdir(source: Path, target: Path) -> Path:
     target.mkdir()
-    for name in ("crm.db", "state.db", "spec.toml"):
-        shutil.copy(source / name, target / name)
+    for name in ("crm.db", "state.db", "spec.toml", STATE_URL):
+        if name != STATE_URL or (source / name).exists():
+            shutil.copy(source / name, target / name)
     return target
+
+
+# A workdir holding this file keeps its state in the database it names (`--apply-state`).
+STATE_URL = "state_url"
+
+
+def state_url(workdir: Path) -> str:
+    named = workdir / STATE_URL
+    return named.read_text().strip() if named.exists() else f"sqlite:///{workdir / 'state.db'}"
+
+
+def empty_state(workdir: Path) -> None:
+    """A state database named by the workdir made empty again, at the head revision: every
+    table reconciler made is dropped and made anew (Alembic, down to base and up)."""
+    from reconciler.adapters.state import db
+
+    if not (workdir / STATE_URL).exists():
+        return
+    engine = db.open_engine(state_url(workdir))
+    try:
+        if db.current_revision(engine) is not None:
+            db.downgrade(engine, "base")
+        db.upgrade(engine)
+    finally:
+        engine.dispose()
 
 
 def change_some(workdir: Path, every: int) -> int:
@@ -161,8 +187,7 @@ def settings_for(workdir: Path, dialer_url: str) -> Any:
     return Settings(
         dialer=DialerSettings(url=dialer_url, user="api", password="1234", source="bench"),
         crm=CrmSettings(f"sqlite:///{workdir / 'crm.db'}"),
-        state=StateSettings(url=f"sqlite:///{workdir / 'state.db'}",
-                            digest_key_file=workdir / "digest.key"),
+        state=StateSettings(url=state_url(workdir), digest_key_file=workdir / "digest.key"),
         spec_path=workdir / "spec.toml",
     )
 
@@ -240,6 +265,7 @@ def child_apply(workdir: Path, dialer_url: str) -> dict[str, Any]:
     from reconciler.app.logs import configure_logging
 
     configure_logging(level="WARNING")
+    empty_state(workdir)
     with open_context(settings_for(workdir, dialer_url)) as ctx:
         started, cpu = time.perf_counter(), time.process_time()
         gathered = gather_and_plan(ctx)
@@ -265,6 +291,7 @@ def child_bare(workdir: Path, dialer_url: str) -> dict[str, Any]:
     from reconciler.core.leads.merge import LeadBatch
 
     configure_logging(level="WARNING")
+    empty_state(workdir)
     with open_context(settings_for(workdir, dialer_url)) as ctx:
         gathered = gather_and_plan(ctx)
         assert ctx.spec.leads is not None and gathered.leads is not None

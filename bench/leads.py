@@ -1,6 +1,7 @@
 """Lead benchmark, run by hand, not in CI:
 
     python bench/leads.py [--plan-leads N] [--apply-leads M] [--repeat R] [--rows ROW,...]
+                          [--apply-state URL]
 
 One run prints every row below. Each figure comes from a fresh child process; the two sides of a
 row are measured side by side, in turn forwards and backwards (A B B A ...: a load that comes
@@ -190,6 +191,8 @@ def apply_rows(tmp: Path, args: argparse.Namespace) -> dict[str, Row]:
     print(f"preparing {m:,} new leads", file=sys.stderr)
     runs.build_crm(template / "crm.db", m)
     runs.new_state(template)
+    if args.apply_state:            # each run empties it first (bench/lead_runs.empty_state)
+        (template / runs.STATE_URL).write_text(args.apply_state)
     batch = 500                    # DialerSettings.leads_per_batch, the default
     minimum = sum(math.ceil(len(range(i, m + 1, len(runs.LISTS))) / batch)
                   for i in range(1, len(runs.LISTS) + 1))
@@ -219,7 +222,9 @@ def apply_rows(tmp: Path, args: argparse.Namespace) -> dict[str, Row]:
     outcomes = {r["apply"]["outcome"] for r in rounds}
     calls = {r["apply"]["calls"] for r in rounds}
     return {
-        "apply": Row(f"apply {m:,} new leads (plan + send) / bare httpx loop, same batches",
+        "apply": Row(f"apply {m:,} new leads (plan + send) / bare httpx loop, same batches"
+                     + (f", state on {args.apply_state.split(':', 1)[0]}"
+                        if args.apply_state else ""),
                      seconds(median(rounds, "apply")), seconds(median(rounds, "bare")),
                      ratio(rounds, "apply", "bare"), 1.3,
                      note="" if outcomes == {"ok"} else f"outcome {sorted(outcomes)}"),
@@ -275,6 +280,10 @@ def main() -> None:
                         help="runs of each side of a row (default 5); the median is shown")
     parser.add_argument("--rows", type=selected, default=set(ROWS),
                         help=f"comma-separated, of: {', '.join(ROWS)} (default: all)")
+    parser.add_argument("--apply-state", metavar="URL",
+                        help="keep the state of each apply (and bare loop) in this database "
+                             "instead of a SQLite file: reconciler's tables in it are dropped "
+                             "and made anew before each run (default: SQLite)")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:

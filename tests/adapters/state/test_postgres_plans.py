@@ -1,11 +1,12 @@
-"""The state on PostgreSQL plans every statement afresh.
+"""The state on PostgreSQL plans every statement afresh, and leaves room for HOT updates.
 
 psycopg prepares a statement on the server once it has run five times, and PostgreSQL may then
 keep one plan for it. An apply's lead table grows from empty by thousands of rows a minute: a
 plan made while it was small walked the whole table for every lead recorded, so that an apply
 of 100,000 new leads spent a minute on it (docs/performance.md). The state engine turns that
 off; here, a run of lead batches recorded the way an apply records them leaves no statement
-prepared on its connection.
+prepared on its connection. The lead table's pages are written half full (migration 0009), so
+that the two updates a lead's row gets just after it is written stay on its page.
 """
 
 from __future__ import annotations
@@ -34,5 +35,25 @@ def test_lead_batches_recorded_leave_no_statement_prepared(postgres: PostgresSer
             assert conn.connection.driver_connection.prepare_threshold is None
             prepared = conn.execute(sa.text("SELECT count(*) FROM pg_prepared_statements"))
             assert prepared.scalar_one() == 0
+    finally:
+        engine.dispose()
+
+
+def test_lead_pages_are_written_half_full_from_the_migration_on(
+    postgres: PostgresServer,
+) -> None:
+    engine = db.open_engine(postgres.new_database())
+
+    def options() -> list[str] | None:
+        with engine.connect() as conn:
+            return conn.execute(sa.text("SELECT reloptions FROM pg_class "
+                                        "WHERE relname = 'shadow_leads'")).scalar_one()
+    try:
+        db.upgrade(engine, "0008_lead_batch_answer")
+        assert options() is None
+        db.upgrade(engine)
+        assert options() == ["fillfactor=50"]
+        db.downgrade(engine, "0008_lead_batch_answer")
+        assert options() is None
     finally:
         engine.dispose()
