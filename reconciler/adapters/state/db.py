@@ -30,10 +30,15 @@ MIGRATIONS = next((path for path in (_PACKAGE / "migrations", _PACKAGE.parent / 
 def open_engine(url: str) -> sa.Engine:
     kwargs: dict[str, Any] = {}
     try:
-        driver = sa.engine.make_url(url).get_driver_name()
+        parsed = sa.engine.make_url(url)
     except sa.exc.ArgumentError as exc:
         raise StateError(f"state.url is not usable: {redact_text(str(exc))}") from None
-    if url.startswith("sqlite"):
+    backend, _, driver = parsed.drivername.partition("+")
+    if backend not in ("sqlite", "postgresql"):
+        # The lead writes are SQLite's and PostgreSQL's own (adapters/state/lead_writes.py).
+        raise StateError(f"state.url is not usable: the state database is SQLite or "
+                         f"PostgreSQL, not {backend}")
+    if backend == "sqlite":
         # Several processes may share one SQLite file: wait for a writer instead of failing.
         kwargs["connect_args"] = {"timeout": 30}
     elif driver == "psycopg":

@@ -14,31 +14,36 @@ from operator import itemgetter
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import sqlite
 
 from reconciler.adapters.state.schema import shadow_leads
 
+# What a batch's intent writes of each lead's row; a row the key had before (a lead rejected,
+# or forgotten, and now sent again) is replaced, its lead id and message cleared.
+_WRITTEN = ("list_id", "fields_digest", "status", "batch_id", "phone", "updated_at")
+
 
 class LeadWrites:
-    """The writes of every lead of a batch, compiled once for the dialect."""
+    """The writes of every lead of a batch, compiled once for the dialect (SQLite's or
+    PostgreSQL's: an intent replaces a row the key had, ON CONFLICT as both write it)."""
 
     insert_leads: DriverRows | ArrayRows
     update_outcomes: DriverRows | ArrayRows
 
     def __init__(self, dialect: sa.Dialect) -> None:
-        t, param = shadow_leads.c, sa.bindparam
-        # The rows of the keys a batch is about to carry: their earlier records go.
-        self._delete_leads: sa.Delete | sa.TextClause = sa.delete(shadow_leads).where(
-            t.target == param("target"), t.lead_key.in_(param("keys", expanding=True)))
         if dialect.name == "postgresql":
             self.insert_leads, self.update_outcomes = ArrayRows.insert(), ArrayRows.update()
-            self._delete_leads = sa.text("DELETE FROM shadow_leads WHERE target = :target "
-                                         "AND lead_key = ANY(CAST(:keys AS text[]))")
             return
+        t, param = shadow_leads.c, sa.bindparam
+        insert = sqlite.insert(shadow_leads).values(
+            target=param("b_target"), lead_key=param("b_key"), list_id=param("b_list"),
+            fields_digest=param("b_digest"), status=param("b_status"), batch_id=param("b_batch"),
+            phone=param("b_phone"), updated_at=param("b_at"))
         self.insert_leads = DriverRows(
-            sa.insert(shadow_leads).values(
-                target=param("b_target"), lead_key=param("b_key"), list_id=param("b_list"),
-                fields_digest=param("b_digest"), status=param("b_status"),
-                batch_id=param("b_batch"), phone=param("b_phone"), updated_at=param("b_at")),
+            insert.on_conflict_do_update(
+                index_elements=[t.target, t.lead_key],
+                set_={**{name: insert.excluded[name] for name in _WRITTEN},
+                      "dialer_lead_id": sa.null(), "message": sa.null()}),
             dialect, per_row=("b_key", "b_digest", "b_phone"),
             per_batch={"target": "b_target", "list_id": "b_list", "status": "b_status",
                        "batch_id": "b_batch", "at": "b_at"})
@@ -50,9 +55,6 @@ class LeadWrites:
                     message=param("b_why"), updated_at=param("b_at")),
             dialect, per_row=("b_key", "b_status", "b_lead_id", "b_why"),
             per_batch={"target": "b_target", "batch_id": "b_batch", "at": "b_at"})
-
-    def delete_leads(self, conn: sa.Connection, target: str, keys: list[str]) -> None:
-        conn.execute(self._delete_leads, {"target": target, "keys": keys})
 
 
 class DriverRows:
@@ -101,12 +103,15 @@ class ArrayRows:
 
     @classmethod
     def insert(cls) -> ArrayRows:
-        return cls("""
+        return cls(f"""
             INSERT INTO shadow_leads (target, lead_key, list_id, fields_digest, status,
                                       batch_id, phone, updated_at)
             SELECT :target, v.key, :list_id, v.digest, :status, :batch_id, v.phone, :at
             FROM unnest(CAST(:keys AS text[]), CAST(:digests AS text[]),
-                        CAST(:phones AS text[])) AS v(key, digest, phone)""",
+                        CAST(:phones AS text[])) AS v(key, digest, phone)
+            ON CONFLICT (target, lead_key) DO UPDATE SET
+                {", ".join(f"{name} = EXCLUDED.{name}" for name in _WRITTEN)},
+                dialer_lead_id = NULL, message = NULL""",
                    ("keys", "digests", "phones"))
 
     @classmethod

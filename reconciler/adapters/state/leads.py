@@ -136,7 +136,6 @@ class LeadBook:
             conn.execute(sa.insert(lead_batches).values(
                 batch_id=batch_id, target=self.target, list_id=list_id, run_id=run_id,
                 state="intent", lead_count=len(items), created_at=at))
-            self._writes.delete_leads(conn, self.target, [key for key, _, _ in items])
             self._writes.insert_leads.run(
                 conn, [(key, digest, fields.get("phone_number")) for key, fields, digest in items],
                 target=self.target, list_id=list_id, status=status, batch_id=batch_id, at=at)

@@ -45,6 +45,9 @@ def test_a_batch_of_awkward_keys_is_written_and_answered_as_given(
     # A batch carrying some of the keys again replaces their rows; the others stay.
     again = book.record_intent("run", "1102", [(key, {}, "new") for key in KEYS[:3]],
                                "queued")
+    recorded = rows(state_engine)      # the earlier lead id and message went with the row
+    assert {key: recorded[key] for key in KEYS[:3]} == {
+        key: ("1102", "new", "queued", again, None, None, None) for key in KEYS[:3]}
     book.record_outcome(again, [LeadResult(key, "rejected") for key in KEYS[:3]], "answered")
     recorded = rows(state_engine)
     assert len(recorded) == len(KEYS)
