@@ -427,6 +427,9 @@ def _lead_outcome(context: _Context, index: int, entry: object) -> LeadOutcome:
     return LeadOutcome(index, False, message, parts[0] or None, parts[1] or None)
 
 
+# --- errors -----------------------------------------------------------------------------------
+
+
 def _raise_error(context: _Context, message: str) -> NoReturn:
     """Raise the error class that tells the caller what to do about this dialer message."""
     fn = context.function
