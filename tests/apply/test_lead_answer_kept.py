@@ -81,15 +81,16 @@ def kept_answers(engine: sa.Engine) -> list[list[list[Any]]]:
             sa.select(b.answer).where(b.answer.is_not(None))).scalars()]
 
 
+@pytest.mark.parametrize("next_run", ["apply", "resync"])
 def test_an_answer_kept_when_the_run_stopped_is_written_by_the_next_run(
-    tmp_path: Path, database_url: str, state_engine: sa.Engine, monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    next_run: str, tmp_path: Path, database_url: str, state_engine: sa.Engine,
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setenv("RECONCILER_DIALER_PASSWORD", "1234")
 
-    def apply() -> tuple[int, str]:
+    def apply(command: str = "apply") -> tuple[int, str]:
         capsys.readouterr()
-        code = main(["--config", str(path), "--log-format", "json", "apply", "--yes"])
+        code = main(["--config", str(path), "--log-format", "json", command, "--yes"])
         captured = capsys.readouterr()
         return code, captured.out + captured.err
 
@@ -118,7 +119,7 @@ def test_an_answer_kept_when_the_run_stopped_is_written_by_the_next_run(
         assert ("1101/1", "sent") in steps
 
         ddl(state_engine, ALLOW)
-        code, said = apply()
+        code, said = apply(next_run)
         assert code == 0, said
         assert '"event": "lead_answers_written"' in said
 
