@@ -39,6 +39,8 @@ def phone_digits(text: str) -> str:
 
     What is left is checked by the field rules (6-18 digits), so letters are never dropped.
     """
+    if text.isdigit() and text.isascii():     # the usual phone: nothing to drop, half the time
+        return text
     return text.translate(_PHONE_DROPPED)
 
 
