@@ -22,7 +22,7 @@ import structlog
 
 from reconciler.adapters.crm.changes import ChangeMark, high_water, shared_phones_of_changes
 from reconciler.adapters.crm.leads import stream_leads
-from reconciler.adapters.crm.shared_phones import SharedPhones
+from reconciler.adapters.crm.shared_phones import SharedPhonesLater
 from reconciler.adapters.state import marks
 from reconciler.adapters.state.store import StateStore
 from reconciler.config.spec import ResourceSpec
@@ -99,16 +99,11 @@ def changed_leads(crm: sa.Engine, resource: ResourceSpec, store: StateStore, rea
 
 
 def shared_phones_later(crm: sa.Engine, resource: ResourceSpec, read: LeadRead
-                        ) -> Callable[[], SharedPhones]:
+                        ) -> SharedPhonesLater:
     """keep_first in an incremental pass: asked about the changed leads' phones only, when
     first needed."""
-    found: list[SharedPhones] = []
-
-    def ask() -> SharedPhones:
-        if not found:
-            found.append(shared_phones_of_changes(crm, resource, read.since_value))
-        return found[0]
-    return ask
+    return SharedPhonesLater(partial(shared_phones_of_changes, crm, resource, read.since_value),
+                             crm)
 
 
 def aligned(desired: Iterable[DesiredLead | RowRejection],

@@ -117,7 +117,8 @@ def lead_context(settings: DialerSettings, crm: sa.Engine, resource: ResourceSpe
                        partial(dialect.lead_problems, duplicate_check=duplicate_check),
                        keep_first_phone, shared,
                        book.phone_holders if book is not None else None,
-                       matches_earlier_digest=matches_earlier_digest)
+                       matches_earlier_digest=matches_earlier_digest,
+                       shared_phones_soon=shared.soon if shared is not None else None)
 
 
 def batch_limits(settings: DialerSettings, one_by_one: bool = False) -> BatchLimits:

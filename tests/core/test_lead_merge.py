@@ -192,3 +192,46 @@ def test_a_stream_out_of_key_order_is_an_error_not_a_wrong_plan(
 ) -> None:
     with pytest.raises(LeadOrderError, match=f"the {which} returned leads out of key order"):
         merge(Case("", desired, recorded))
+
+
+def test_shared_phones_are_told_at_the_first_lead_to_send_and_asked_when_the_leads_are_decided(
+) -> None:
+    """keep_first with the dialer's phones checked (leads wait, HELD_CHUNK at a time): the CRM
+    is told at the first lead about to be sent, so it can find the shared phones while the
+    merge reads on, and asked only when the waiting leads are decided, here at the end."""
+    keys = [f"k{n:05d}" for n in range(12_000)]     # read 5,000 at a time
+    new = {"k00001", "k00002", "k11999"}            # all three share one phone
+    seen: list[str] = []
+
+    def desired() -> Any:
+        for key in keys:
+            seen.append(key)
+            yield crm(key, phone="5550001" if key in new else f"6{key[1:]}")
+
+    def shared() -> Mapping[tuple[str, str], str]:
+        seen.append("asked")
+        return {("L1", "5550001"): "k00001"}
+
+    ctx = LeadContext(
+        frozenset({"L1"}), {}, BatchLimits(10, 10_000, 0), fields_of, lambda row: str(row[2]),
+        digits_only, keep_first_phone=True, shared_phones=shared,
+        phone_holders=lambda pairs: {}, shared_phones_soon=lambda: seen.append("told"))
+    events = list(lead_events(desired(), [had(key) for key in keys if key not in new], ctx))
+
+    assert seen.count("told") == seen.count("asked") == 1
+    assert seen.index("told") < seen.index("k10000") < seen.index("k11999") \
+        < seen.index("asked")
+    reason = "duplicate phone in list L1: lead k00001 has it and comes first"
+    assert [shown(e) for e in events[:-1]] == [
+        ("reject", "k00002", "phone_number", reason), ("reject", "k11999", "phone_number", reason),
+        ("batch", "L1", 1, ("k00001",))]
+
+
+def test_without_new_leads_the_crm_is_neither_told_nor_asked() -> None:
+    calls: list[str] = []
+    ctx = LeadContext(
+        frozenset({"L1"}), {}, BatchLimits(10, 10_000, 0), fields_of, lambda row: str(row[2]),
+        digits_only, keep_first_phone=True, shared_phones=lambda: calls.append("asked") or {},
+        phone_holders=lambda pairs: {}, shared_phones_soon=lambda: calls.append("told"))
+    list(lead_events([crm("a"), crm("b")], [had("a"), had("b")], ctx))
+    assert calls == []

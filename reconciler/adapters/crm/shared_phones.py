@@ -3,17 +3,20 @@
 A phone is compared as the dialer stores it (`phone_digits`): the CRM database finds the phones
 shared in a list with that very rule in SQL (`shared_phones`), or, when it cannot,
 `shared_phones_by_reading` finds them in Python; both give the same answer. Either is asked
-only when a lead is about to be sent (`shared_phones_later`).
+only when a lead is about to be sent (`shared_phones_later`), and works on a thread of its own
+while the merge goes on (`SharedPhonesLater`).
 """
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
 from collections.abc import Callable, Collection, Iterator
-from functools import cache, partial
+from functools import partial
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.pool import SingletonThreadPool, StaticPool
 
 from reconciler.adapters.crm.leads import (
     PHONE_MARKS,
@@ -31,18 +34,64 @@ _SQL_DIALECTS = ("sqlite", "postgresql")
 SharedPhones = dict[tuple[str, str], str]
 
 
-def shared_phones_later(engine: sa.Engine, resource: ResourceSpec
-                        ) -> Callable[[], SharedPhones]:
+class SharedPhonesLater:
+    """What `find` answers (the shared phones), found once: started by `soon`, on a thread of
+    its own, and waited for by the call; or found by the call itself when `soon` was not told.
+
+    The merge tells `soon` at its first lead about to be sent and asks only when it decides the
+    leads waiting for their phone check (up to 500 later, or at the end): the CRM's database
+    groups its phones (1.5 s for a million leads on SQLite) while the merge reads on. An engine
+    whose connection is one for all (StaticPool) or one per thread (an in-memory SQLite) cannot
+    serve a second thread: it is asked on the call.
+    """
+
+    def __init__(self, find: Callable[[], SharedPhones], engine: sa.Engine) -> None:
+        self._find = find
+        self._may_start = not isinstance(engine.pool, (StaticPool, SingletonThreadPool))
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._answer: list[SharedPhones] = []
+        self._error: list[BaseException] = []
+
+    def soon(self) -> None:
+        with self._lock:
+            if self._may_start and self._thread is None and not self._answer:
+                # A daemon thread: a plan abandoned meanwhile does not wait for the query.
+                self._thread = threading.Thread(target=self._run, name="shared-phones",
+                                                daemon=True)
+                self._thread.start()
+
+    def __call__(self) -> SharedPhones:
+        with self._lock:
+            thread = self._thread
+        if thread is not None:
+            thread.join()
+            if self._error:
+                raise self._error[0]
+        elif not self._answer:
+            self._run()
+            if self._error:
+                raise self._error.pop()     # asked again on the next call
+        return self._answer[0]
+
+    def _run(self) -> None:
+        try:
+            self._answer.append(self._find())
+        except BaseException as exc:     # raised again on the caller's thread
+            self._error.append(exc)
+
+
+def shared_phones_later(engine: sa.Engine, resource: ResourceSpec) -> SharedPhonesLater:
     """The phones several leads of a list share; call the result to get them.
 
-    Nothing is asked until the first call, which the merge makes only for a lead about to be
-    sent (new, or changed after a rejection): a run where nothing new came in never groups the
-    CRM's phones. Asked of the database when it can (`shared_phones`), otherwise read by
-    reconciler (`shared_phones_by_reading`); once either way.
+    Nothing is asked before the merge meets a lead about to be sent (new, or changed after a
+    rejection): a run where nothing new came in never groups the CRM's phones. Asked of the
+    database when it can (`shared_phones`), otherwise read by reconciler
+    (`shared_phones_by_reading`); once either way.
     """
     if plain_phone_mapping(resource) and engine.dialect.name in _SQL_DIALECTS:
-        return cache(partial(shared_phones, engine, resource))
-    return cache(partial(shared_phones_by_reading, engine, resource))
+        return SharedPhonesLater(partial(shared_phones, engine, resource), engine)
+    return SharedPhonesLater(partial(shared_phones_by_reading, engine, resource), engine)
 
 
 def plain_phone_mapping(resource: ResourceSpec) -> bool:

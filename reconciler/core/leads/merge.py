@@ -82,6 +82,10 @@ class LeadContext:
     # A recorded digest of another length is of another format (an earlier version's): equal
     # or not says nothing, this does.
     matches_earlier_digest: EarlierDigest | None = None
+    # keep_first: told once, at the first lead about to be sent, so that the CRM may start on
+    # the shared phones while the merge goes on; `shared_phones` is asked only when the leads
+    # waiting for their phone check are decided.
+    shared_phones_soon: Callable[[], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -151,6 +155,7 @@ class _Merge:
     waiting: list[DesiredLead] = field(default_factory=list)   # for `_send_unless_held`
     shared: Mapping[Pair, str] | None = None
     lists_sharing: frozenset[str] = frozenset()
+    shared_phones_told: bool = False
     digest: hashlib._Hash = field(default_factory=hashlib.sha256)
     pending_digests: list[str] = field(default_factory=list)
     unchanged_lists: list[str] = field(default_factory=list)    # list_id per lead, not counted
@@ -201,16 +206,25 @@ class _Merge:
             if self._unchanged_since(have, lead):
                 self.counts[lead.list_id, REJECTED_BEFORE] += 1
                 return (LeadRedigest(lead.key, have.digest, lead.digest),)
-        first = self._first_with_phone(lead)
-        if first is not None:
-            return (self._reject(lead, "phone_number", f"duplicate phone in list "
-                                 f"{lead.list_id}: lead {first} has it and comes first"),)
         if (self.ctx.keep_first_phone and self.ctx.phone_holders is not None) \
                 or self.ctx.dnc is not None:
+            # Decided HELD_CHUNK at a time (and at the end), never sooner: the same plan
+            # whenever the CRM's answer about shared phones comes.
+            if not self.shared_phones_told:
+                self.shared_phones_told = True
+                if self.ctx.keep_first_phone and self.ctx.shared_phones_soon is not None:
+                    self.ctx.shared_phones_soon()
             self.waiting.append(lead)
             return tuple(self._send_unless_held()) if len(self.waiting) >= HELD_CHUNK \
                 else NOTHING
+        first = self._first_with_phone(lead)
+        if first is not None:
+            return (self._shared_phone_reject(lead, first),)
         return tuple(self._send(lead))
+
+    def _shared_phone_reject(self, lead: DesiredLead, first: str) -> Reject:
+        return self._reject(lead, "phone_number", f"duplicate phone in list {lead.list_id}: "
+                            f"lead {first} has it and comes first")
 
     def drift(self, key: str, list_id: str, list_then: str) -> LeadDrift:
         """A lead sent, its CRM row changed since."""
@@ -241,10 +255,18 @@ class _Merge:
         return first if first != lead.key else None
 
     def _send_unless_held(self) -> Iterator[LeadEvent]:
-        """keep_first: send the waiting leads, except one whose phone the dialer already holds
-        in its list (a lead sent before, whatever its key, even one gone from the CRM since).
-        Do-not-call: skip one whose phone is on the DNC for its list, first."""
-        waiting, self.waiting = self.waiting, []
+        """keep_first: send the waiting leads, except one whose phone an earlier CRM lead of its
+        list has, or the dialer already holds in its list (a lead sent before, whatever its key,
+        even one gone from the CRM since). Do-not-call: skip one whose phone is on the DNC for
+        its list, after the first check."""
+        waiting: list[DesiredLead] = []
+        for lead in self.waiting:
+            first = self._first_with_phone(lead)
+            if first is None:
+                waiting.append(lead)
+            else:
+                yield self._shared_phone_reject(lead, first)
+        self.waiting = []
         pairs = [(lead.list_id, self.ctx.phone_of(lead.row)) for lead in waiting]
         asked = {pair for pair in pairs if all(pair)}
         holders = self.ctx.phone_holders(asked) if self.ctx.keep_first_phone \
