@@ -16,6 +16,8 @@ in its own process, reached over loopback HTTP.
   start        `reconciler --version`, wall time (<= 0.25 s)
   changed      plan with 1 % of the leads changed in the CRM since export / no-change plan
                (<= 1.05 x)
+  new          plan with 100 new leads beside the N sent, a full pass (keep_first groups the
+               CRM's phones for them) / the no-change plan (shown, no goal)
   dnc          no-change plan with a do-not-call table of 10,000 phones (1 % of them phones of
                sent leads, found as drift) / the no-change plan without one (<= 1.1 x)
   incremental  no-change plan of a spec with an indexed change column (an incremental pass)
@@ -41,10 +43,11 @@ from typing import Any
 
 import lead_runs as runs
 
-ROWS = ("plan", "apply", "start", "changed", "incremental", "dnc")
-TABLE_ORDER = ("ordered", "plain", "apply", "start", "changed", "incremental", "dnc", "rss",
-               "calls")
+ROWS = ("plan", "apply", "start", "changed", "new", "incremental", "dnc")
+TABLE_ORDER = ("ordered", "plain", "apply", "start", "changed", "new", "incremental", "dnc",
+               "rss", "calls")
 DNC_PHONES = 10_000
+NEW_LEADS = 100
 NOTES: list[str] = []            # printed under the table
 
 
@@ -54,11 +57,14 @@ class Row:
     result: str
     against: str
     value: float | None          # the ratio, or the figure itself; None: not measured
-    goal: float
+    goal: float | None           # None: shown, not compared
     unit: str = "x"
     note: str = ""
 
     def cells(self) -> list[str]:
+        if self.goal is None:
+            shown = "-" if self.value is None else f"{self.value:.2f}{self.unit}"
+            return [self.measurement, self.result, self.against, shown, "-", "shown"]
         if self.value is None:
             return [self.measurement, self.result, self.against, "-",
                     f"<= {self.goal:g}{self.unit}", self.note]
@@ -110,11 +116,14 @@ def plan_rows(tmp: Path, args: argparse.Namespace, wanted: set[str]) -> dict[str
     print(f"preparing {n:,} leads, all recorded as sent", file=sys.stderr)
     runs.build_crm(base / "crm.db", n)
     runs.build_state(base)
-    changed_dir = incremental_dir = dnc_dir = None
+    changed_dir = incremental_dir = dnc_dir = new_dir = None
     changed = 0
     if "changed" in wanted:
         changed_dir = runs.copy_workdir(base, tmp / "changed")
         changed = runs.change_some(changed_dir, 100)
+    if "new" in wanted:
+        new_dir = runs.copy_workdir(base, tmp / "new")
+        runs.build_crm(new_dir / "crm.db", NEW_LEADS, first_id=n + 1)
     if "dnc" in wanted:
         dnc_dir = runs.copy_workdir(base, tmp / "dnc")
         runs.add_dnc(dnc_dir, DNC_PHONES)
@@ -141,11 +150,15 @@ def plan_rows(tmp: Path, args: argparse.Namespace, wanted: set[str]) -> dict[str
             measures["incremental"] = lambda: run_child("plan", incremental_dir, url)
         if dnc_dir is not None:
             measures["dnc"] = lambda: run_child("plan", dnc_dir, url)
+        if new_dir is not None:
+            measures["new"] = lambda: run_child("plan", new_dir, url)
         rounds = side_by_side(args.repeat, measures)
     for r in rounds:    # every plan measured sees the leads as sent: nothing to send
         for name in ("plan", "changed", "dnc"):
             if name in r:
                 assert not r[name]["changes"] and r[name]["states"].get("sent") == n, r[name]
+        if "new" in r:
+            assert r["new"]["states"] == {"sent": n, "to_send": NEW_LEADS}, r["new"]
     plan = f"{seconds(median(rounds, 'plan'))}"
     rows = {}
     if "plan" in wanted:
@@ -163,6 +176,11 @@ def plan_rows(tmp: Path, args: argparse.Namespace, wanted: set[str]) -> dict[str
         rows["changed"] = Row(f"plan with 1% of leads ({changed:,}) changed since export / "
                               f"no-change plan", seconds(median(rounds, "changed")), plan,
                               ratio(rounds, "changed", "plan"), 1.05)
+    if "new" in wanted:
+        rows["new"] = Row(f"plan with {NEW_LEADS} new leads beside them (a full pass; keep_first "
+                          f"groups the CRM's phones) / no-change plan",
+                          seconds(median(rounds, "new")), plan, ratio(rounds, "new", "plan"),
+                          None)
     if "dnc" in wanted:
         rows["dnc"] = Row(f"no-change plan with a do-not-call table of {DNC_PHONES:,} phones / "
                           f"without", seconds(median(rounds, "dnc")), plan,
