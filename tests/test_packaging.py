@@ -30,6 +30,7 @@ def test_the_wheel_carries_migrations_example_spec_and_widget(tmp_path: Path) ->
         "reconciler/migrations/versions/0007_dnc.py",
         "reconciler/migrations/versions/0008_lead_batch_answer.py",
         "reconciler/migrations/versions/0009_shadow_leads_fillfactor.py",
+        "reconciler/migrations/versions/0010_shadow_leads_key_order.py",
         "reconciler/specs/example.toml",
         "reconciler/widget/crm-bridge.js",
         "reconciler/widget/widget-receiver.js",

@@ -23,10 +23,13 @@ CHUNK = 1000
 def binary_key_order(expression: Any, dialect: str, *, is_text: bool = False) -> Any:
     """ORDER BY the key as text compared byte by byte, whatever the column type or collation.
 
-    `is_text`: the column already holds text, so SQLite can walk its index instead of sorting.
+    `is_text`: the column already holds text, so SQLite can walk its index instead of sorting;
+    so can PostgreSQL where the column is in the "C" collation (the state's lead keys).
     """
     if is_text and dialect == "sqlite":
         return expression
+    if is_text and dialect == "postgresql":
+        return expression.collate("C")
     as_text = sa.cast(expression, sa.String)
     if dialect == "postgresql":
         return as_text.collate("C")

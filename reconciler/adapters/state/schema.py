@@ -68,7 +68,10 @@ dialer_rejections = sa.Table(
 shadow_leads = sa.Table(
     "shadow_leads", metadata,
     sa.Column("target", sa.String(64), primary_key=True),
-    sa.Column("lead_key", sa.String(255), primary_key=True),
+    # Byte order on PostgreSQL too, so that its primary key is read in the merge's order
+    # (migration 0010_shadow_leads_key_order); SQLite compares text byte by byte already.
+    sa.Column("lead_key", sa.String(255).with_variant(sa.String(255, collation="C"), "postgresql"),
+              primary_key=True),
     sa.Column("list_id", sa.String(14), nullable=False),
     sa.Column("fields_digest", sa.String(64), nullable=False),
     sa.Column("status", sa.String(16), nullable=False),      # see reconciler/state/leads.py

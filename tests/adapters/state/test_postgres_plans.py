@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+from reconciler.adapters.keyorder import binary_key_order
 from reconciler.adapters.state import db
 from reconciler.adapters.state.leads import LeadBook, LeadResult
+from reconciler.adapters.state.schema import shadow_leads
 from reconciler.adapters.state.store import StateStore
 from tests.conftest import PostgresServer
 
@@ -55,5 +57,46 @@ def test_lead_pages_are_written_half_full_from_the_migration_on(
         assert options() == ["fillfactor=50"]
         db.downgrade(engine, "0008_lead_batch_answer")
         assert options() is None
+    finally:
+        engine.dispose()
+
+
+def test_recorded_leads_are_read_in_key_order_from_the_primary_key_not_sorted(
+    postgres: PostgresServer,
+) -> None:
+    """Migration 0010: the lead key in the "C" collation, so that PostgreSQL walks the primary
+    key in the merge's byte order instead of sorting every recorded lead for each plan; the
+    order is byte order all the same, and it was before (sorted)."""
+    engine = db.open_engine(postgres.new_database())
+    keys = ["b", "B", "a b", "a", "é", "z", "Ä", "10", "9", "~", "ß", "\u4e2d", "a\u00a0"]
+
+    def read_back() -> list[str]:
+        return [key for chunk in LeadBook(StateStore(engine, "default")).stream_recorded_chunks()
+                for key in chunk.keys]
+
+    def plan_of_the_read() -> str:
+        t = shadow_leads.c
+        statement = (sa.select(t.lead_key).where(t.target == "default", t.status != "queued")
+                     .order_by(binary_key_order(t.lead_key, "postgresql", is_text=True)))
+        with engine.connect() as conn:
+            conn.exec_driver_sql("SET enable_seqscan = off")    # a few rows: as with millions
+            compiled = statement.compile(engine, compile_kwargs={"literal_binds": True})
+            return "\n".join(conn.exec_driver_sql(f"EXPLAIN {compiled}").scalars())
+    try:
+        db.upgrade(engine, "0009_shadow_leads_fillfactor")
+        book = LeadBook(StateStore(engine, "default"))
+        batch = book.record_intent("run", "1101", [(key, {"phone_number": f"55500{n:05d}"}, "d")
+                                                   for n, key in enumerate(keys)])
+        book.record_outcome(batch, [LeadResult(key, "sent", str(n))
+                                    for n, key in enumerate(keys)], "answered")
+        in_byte_order = sorted(keys)
+        assert read_back() == in_byte_order
+        assert "Sort" in plan_of_the_read()
+        db.upgrade(engine)
+        assert read_back() == in_byte_order
+        assert "Sort" not in plan_of_the_read()
+        assert "Index Scan using pk_shadow_leads" in plan_of_the_read()
+        db.downgrade(engine, "0009_shadow_leads_fillfactor")
+        assert read_back() == in_byte_order
     finally:
         engine.dispose()

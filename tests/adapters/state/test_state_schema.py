@@ -21,7 +21,7 @@ from reconciler.errors import SchemaOutdated, StateError
 
 OUR_TABLES = {"state_targets", "shadow_users", "shadow_lists", "shadow_leads", "lead_batches",
               "runs", "run_steps", "leases", "dialer_rejections", "sync_marks", "dnc_flags"}
-HEAD = "0009_shadow_leads_fillfactor"
+HEAD = "0010_shadow_leads_key_order"
 
 
 @pytest.fixture
