@@ -3,6 +3,7 @@ the events the plan and the lead sender act on out. No database, no dialer."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -235,3 +236,45 @@ def test_without_new_leads_the_crm_is_neither_told_nor_asked() -> None:
         phone_holders=lambda pairs: {}, shared_phones_soon=lambda: calls.append("told"))
     list(lead_events([crm("a"), crm("b")], [had("a"), had("b")], ctx))
     assert calls == []
+
+
+@pytest.mark.parametrize("answer_ready", [True, False], ids=["answer-early", "answer-late"])
+def test_the_events_do_not_depend_on_when_the_shared_phones_answer_comes(
+    answer_ready: bool,
+) -> None:
+    """The answer is waited for at fixed points (HELD_CHUNK waiting leads, the end), so a CRM
+    that answers before the merge needs it and one that answers only once asked give the same
+    events: the same batches, rejects and order."""
+    keys = [f"k{n:05d}" for n in range(1_500)]
+    phones = {key: "5550001" if n % 7 == 0 else f"6{key[1:]}" for n, key in enumerate(keys)}
+    shared = {("L1", "5550001"): keys[0]}
+
+    def events(ready_early: bool) -> list[tuple[Any, ...]]:
+        asked = threading.Event()
+        answer: list[Mapping[tuple[str, str], str]] = []
+
+        def answer_later() -> None:
+            if not ready_early:
+                asked.wait(5)
+            answer.append(shared)
+
+        worker = threading.Thread(target=answer_later)
+
+        def wait_for_answer() -> Mapping[tuple[str, str], str]:
+            asked.set()
+            worker.join()
+            return answer[0]
+
+        ctx = LeadContext(
+            frozenset({"L1"}), {}, BatchLimits(100, 100_000, 0), fields_of,
+            lambda row: str(row[2]), digits_only, keep_first_phone=True,
+            shared_phones=wait_for_answer, phone_holders=lambda pairs: {},
+            shared_phones_soon=worker.start)
+        desired = [crm(key, phone=phones[key]) for key in keys]
+        recorded = [had(key) for key in keys[1::3]]
+        return [shown(e) for e in lead_events(desired, recorded, ctx)]
+
+    assert events(answer_ready) == events(not answer_ready)
+    rejected = [e for e in events(answer_ready) if e[0] == "reject"]
+    assert len(rejected) == len([k for k in keys[1:] if phones[k] == "5550001"
+                                 and k not in keys[1::3]])
