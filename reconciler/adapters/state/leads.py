@@ -59,6 +59,28 @@ class ResolvedTooEarly(StateError):
 HOLDS_PHONE = ("sent", "pending", SENDING, "in_doubt")
 
 
+# The statements an apply runs for every lead batch, made once: each built per call, with its
+# cache key, cost more than its write; one transaction of them stands between two requests
+# (`record_outcome` with `sending`).
+_NEW_BATCH = sa.insert(lead_batches)
+_MARK_SENDING = (
+    sa.update(shadow_leads)
+    .where(shadow_leads.c.target == sa.bindparam("for_target"),
+           shadow_leads.c.batch_id == sa.bindparam("for_batch"),
+           shadow_leads.c.status == QUEUED)
+    .values(status="pending", updated_at=sa.bindparam("at", type_=shadow_leads.c.updated_at.type))
+)
+_KEEP_ANSWER = (
+    sa.update(lead_batches).where(lead_batches.c.batch_id == sa.bindparam("for_batch"))
+    .values(answer=sa.bindparam("kept"))
+)
+_SETTLE = (
+    sa.update(lead_batches).where(lead_batches.c.batch_id == sa.bindparam("for_batch"))
+    .values(state=sa.bindparam("new_state"),
+            settled_at=sa.bindparam("at", type_=lead_batches.c.settled_at.type),
+            message=sa.bindparam("why"))
+)
+
 # Made once, its lists of values bound as they are: a statement made per question, its hundreds
 # of phones each made a bound parameter, cost more than the indexed look-up itself.
 _PHONE_HOLDERS = (
@@ -133,9 +155,9 @@ class LeadBook:
         at = now()
         with self.engine.begin() as conn:
             self.store.fence(conn)          # a process whose lease was taken over stops here
-            conn.execute(sa.insert(lead_batches).values(
-                batch_id=batch_id, target=self.target, list_id=list_id, run_id=run_id,
-                state="intent", lead_count=len(items), created_at=at))
+            conn.execute(_NEW_BATCH, {
+                "batch_id": batch_id, "target": self.target, "list_id": list_id,
+                "run_id": run_id, "state": "intent", "lead_count": len(items), "created_at": at})
             self._writes.insert_leads.run(
                 conn, [(key, digest, fields.get("phone_number")) for key, fields, digest in items],
                 target=self.target, list_id=list_id, status=status, batch_id=batch_id, at=at)
@@ -241,9 +263,8 @@ class LeadBook:
                 with self.engine.begin() as conn:
                     self._mark_sending(conn, sending)
                     if keep:
-                        conn.execute(sa.update(lead_batches)
-                                     .where(lead_batches.c.batch_id == batch_id)
-                                     .values(answer=json.dumps(results, separators=(",", ":"))))
+                        conn.execute(_KEEP_ANSWER, {"for_batch": batch_id, "kept": json.dumps(
+                            results, separators=(",", ":"))})
                         self._settle(conn, batch_id, state, message)
                         StepWriter(conn, self.target, "").bump_version()
                     else:
@@ -261,8 +282,7 @@ class LeadBook:
         `sending`), and let the row go of it. Not fenced: the answer is the dialer's already."""
         with self.engine.begin() as conn:
             self._write_lead_outcomes(conn, batch_id, results)
-            conn.execute(sa.update(lead_batches).where(lead_batches.c.batch_id == batch_id)
-                         .values(answer=None))
+            conn.execute(_KEEP_ANSWER, {"for_batch": batch_id, "kept": None})
             StepWriter(conn, self.target, "").bump_version()
 
     def write_kept_answers(self) -> int:
@@ -285,11 +305,9 @@ class LeadBook:
             StepWriter(conn, self.target, "").bump_version()
 
     def _mark_sending(self, conn: sa.Connection, batch_id: str) -> None:
-        t = shadow_leads.c
         self.store.fence(conn)              # a process whose lease was taken over stops here
-        conn.execute(sa.update(shadow_leads)
-                     .where(t.target == self.target, t.batch_id == batch_id, t.status == QUEUED)
-                     .values(status="pending", updated_at=now()))
+        conn.execute(_MARK_SENDING, {"for_target": self.target, "for_batch": batch_id,
+                                     "at": now()})
 
     def _write_outcome(self, conn: sa.Connection, batch_id: str, results: Sequence[LeadResult],
                        state: str, message: str) -> None:
@@ -498,8 +516,8 @@ class LeadBook:
             return int(changed.rowcount) + (0 if sent else int(never_sent))
 
     def _settle(self, conn: sa.Connection, batch_id: str, state: str, message: str) -> None:
-        conn.execute(sa.update(lead_batches).where(lead_batches.c.batch_id == batch_id)
-                     .values(state=state, settled_at=now(), message=message or None))
+        conn.execute(_SETTLE, {"for_batch": batch_id, "new_state": state, "at": now(),
+                               "why": message or None})
 
 
 def _aware(row: sa.RowMapping) -> dict[str, Any]:

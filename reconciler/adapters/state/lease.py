@@ -33,6 +33,15 @@ def new_owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
+
+# Made once (see Lease.fence): an apply fences every lead batch between two requests.
+_FENCE = (
+    sa.update(leases)
+    .where(leases.c.name == sa.bindparam("lease"), leases.c.owner == sa.bindparam("holder"),
+           leases.c.generation == sa.bindparam("taken"))
+    .values(generation=leases.c.generation)
+)
+
 class Lease:
     def __init__(self, engine: sa.Engine, name: str, owner: str | None = None,
                  ttl_seconds: float = 300.0) -> None:
@@ -90,8 +99,8 @@ class Lease:
         if self.generation is None:
             raise LeaseLost(f"the write lease {self.name!r} was never taken by this process")
         # A no-op UPDATE: it locks the row until this transaction ends.
-        held = conn.execute(sa.update(leases).where(self._ours())
-                            .values(generation=leases.c.generation))
+        held = conn.execute(_FENCE, {"lease": self.name, "holder": self.owner,
+                                     "taken": self.generation})
         if held.rowcount != 1:
             row = conn.execute(sa.select(leases).filter_by(name=self.name)).mappings().first()
             raise LeaseLost(self.lost_message(dict(row) if row else None))
