@@ -39,6 +39,7 @@ _BUMP_VERSION = (
     .values(version=state_targets.c.version + 1,
             updated_at=sa.bindparam("at", type_=state_targets.c.updated_at.type))
 )
+_NEW_STEP = sa.insert(run_steps)       # one a lead batch too
 
 
 class StepWriter:
@@ -201,9 +202,9 @@ class StateStore:
             if effect is not None:
                 effect(writer)
             writer.bump_version_if_changed()
-            conn.execute(sa.insert(run_steps).values(
-                run_id=run_id, seq=seq, op=op, key=key, outcome=outcome,
-                message=message or None, duration_ms=duration_ms, at=now()))
+            conn.execute(_NEW_STEP, {
+                "run_id": run_id, "seq": seq, "op": op, "key": key, "outcome": outcome,
+                "message": message or None, "duration_ms": duration_ms, "at": now()})
 
     def steps(self, run_id: str) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
