@@ -42,6 +42,7 @@ _FENCE = (
     .values(generation=leases.c.generation)
 )
 
+
 class Lease:
     def __init__(self, engine: sa.Engine, name: str, owner: str | None = None,
                  ttl_seconds: float = 300.0) -> None:
