@@ -22,7 +22,7 @@ import structlog
 
 from reconciler.adapters.crm.changes import ChangeMark, high_water, shared_phones_of_changes
 from reconciler.adapters.crm.leads import stream_leads
-from reconciler.adapters.crm.shared_phones import SharedPhonesLater
+from reconciler.adapters.crm.shared_phones import SharedPhonesLater, in_database
 from reconciler.adapters.state import marks
 from reconciler.adapters.state.store import StateStore
 from reconciler.config.spec import ResourceSpec
@@ -103,7 +103,7 @@ def shared_phones_later(crm: sa.Engine, resource: ResourceSpec, read: LeadRead
     """keep_first in an incremental pass: asked about the changed leads' phones only, when
     first needed."""
     return SharedPhonesLater(partial(shared_phones_of_changes, crm, resource, read.since_value),
-                             crm)
+                             crm, in_database=in_database(crm, resource))
 
 
 def aligned(desired: Iterable[DesiredLead | RowRejection],

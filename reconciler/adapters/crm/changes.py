@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from reconciler.adapters.crm.leads import LeadMapper, lead_source, lead_statement
 from reconciler.adapters.crm.shared_phones import (
     SharedPhones,
-    plain_phone_mapping,
+    in_database,
     shared_phones,
     shared_phones_by_reading,
 )
@@ -89,7 +89,7 @@ def shared_phones_of_changes(engine: sa.Engine, resource: ResourceSpec, since: A
                 pairs.add((list_id, phone))
     if not pairs:
         return {}
-    if plain_phone_mapping(resource) and engine.dialect.name in ("sqlite", "postgresql"):
+    if in_database(engine, resource):
         if len(pairs) <= PAIRS_ASKED:
             return shared_phones(engine, resource, pairs)
         found = shared_phones(engine, resource)

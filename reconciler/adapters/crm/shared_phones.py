@@ -40,14 +40,18 @@ class SharedPhonesLater:
 
     The merge tells `soon` at its first lead about to be sent and asks only when it decides the
     leads waiting for their phone check (up to 500 later, or at the end): the CRM's database
-    groups its phones (1.5 s for a million leads on SQLite) while the merge reads on. An engine
-    whose connection is one for all (StaticPool) or one per thread (an in-memory SQLite) cannot
-    serve a second thread: it is asked on the call.
+    groups its phones (1.5 s for a million leads on SQLite) while the merge reads on. Only
+    where the database does the work (`in_database`): reading every lead in Python on another
+    thread would only take turns with the merge for the interpreter. And an engine whose
+    connection is one for all (StaticPool) or one per thread (an in-memory SQLite) cannot serve
+    a second thread: it is asked on the call.
     """
 
-    def __init__(self, find: Callable[[], SharedPhones], engine: sa.Engine) -> None:
+    def __init__(self, find: Callable[[], SharedPhones], engine: sa.Engine, *,
+                 in_database: bool = True) -> None:
         self._find = find
-        self._may_start = not isinstance(engine.pool, (StaticPool, SingletonThreadPool))
+        self._may_start = in_database and not isinstance(engine.pool,
+                                                         (StaticPool, SingletonThreadPool))
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._answer: list[SharedPhones] = []
@@ -89,9 +93,15 @@ def shared_phones_later(engine: sa.Engine, resource: ResourceSpec) -> SharedPhon
     database when it can (`shared_phones`), otherwise read by reconciler
     (`shared_phones_by_reading`); once either way.
     """
-    if plain_phone_mapping(resource) and engine.dialect.name in _SQL_DIALECTS:
+    if in_database(engine, resource):
         return SharedPhonesLater(partial(shared_phones, engine, resource), engine)
-    return SharedPhonesLater(partial(shared_phones_by_reading, engine, resource), engine)
+    return SharedPhonesLater(partial(shared_phones_by_reading, engine, resource), engine,
+                             in_database=False)
+
+
+def in_database(engine: sa.Engine, resource: ResourceSpec) -> bool:
+    """Whether the CRM database finds the shared phones itself (`shared_phones`)."""
+    return plain_phone_mapping(resource) and engine.dialect.name in _SQL_DIALECTS
 
 
 def plain_phone_mapping(resource: ResourceSpec) -> bool:

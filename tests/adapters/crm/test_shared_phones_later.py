@@ -16,6 +16,7 @@ from reconciler.adapters.crm.shared_phones import (
     SharedPhones,
     SharedPhonesLater,
     shared_phones,
+    shared_phones_by_reading,
     shared_phones_later,
 )
 from reconciler.adapters.crm.source import CrmUnavailable
@@ -71,6 +72,24 @@ def test_never_told_it_is_asked_on_the_callers_thread(
     later = asked_on(file_crm, resource, threads)
     assert later() == {("1101", "5559999999"): "12"}
     later.soon()                                 # answered already: nothing more is asked
+    assert later() == {("1101", "5559999999"): "12"}
+    assert threads == [threading.current_thread().name]
+
+
+def test_phones_read_by_reconciler_itself_are_read_on_the_callers_thread(
+    file_crm: sa.Engine, resource: ResourceSpec
+) -> None:
+    """Where reconciler reads every lead to find them (no GROUP BY in the database), another
+    thread would only take turns with the merge for the interpreter."""
+    threads: list[str] = []
+
+    def find() -> SharedPhones:
+        threads.append(threading.current_thread().name)
+        return shared_phones_by_reading(file_crm, resource)
+
+    later = SharedPhonesLater(find, file_crm, in_database=False)
+    later.soon()
+    assert threads == []
     assert later() == {("1101", "5559999999"): "12"}
     assert threads == [threading.current_thread().name]
 
