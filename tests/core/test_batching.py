@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -11,7 +12,13 @@ from hypothesis import strategies as st
 from reconciler.adapters.dialer import requests
 from reconciler.adapters.dialer.client import lead_batches
 from reconciler.adapters.dialer.transport import encoded_size, login_of
-from reconciler.core.leads.batching import COMMA_BYTES, BatchLimits, OpenBatch, lead_cost
+from reconciler.core.leads.batching import (
+    COMMA_BYTES,
+    BatchLimits,
+    OpenBatch,
+    lead_cost,
+    lead_json,
+)
 from tests.helpers import dialer_settings
 
 # Any text the field rules accept: no control characters or line separators.
@@ -113,3 +120,14 @@ def test_an_open_batch_counts_the_empty_request_each_lead_and_the_commas() -> No
     assert batch.size == 80 + 20 + 30 + 40 + 2 * COMMA_BYTES
     assert [(key, digest) for key, _, digest in batch.items] == [("0", "d0"), ("1", "d1"),
                                                                  ("2", "d2")]
+
+
+@pytest.mark.parametrize("lead", [
+    {"first_name": "Lee", "phone_number": "5550000001"},
+    {"first_name": "Zoë \"Z\" O'Neil", "comments": "back\\slash\ttab\nline\u2028sep"},
+    {"address1": "東京都", "last_name": "\U0001F600", "city": "\x00\x1f\x7f"},
+    {},
+])
+def test_a_leads_json_is_the_json_module_s_own(lead: dict[str, str]) -> None:
+    """lead_json keeps one C encoder for every lead: the very bytes json.dumps writes."""
+    assert lead_json(lead) == json.dumps(lead, separators=(",", ":"))
